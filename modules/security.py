@@ -1,0 +1,42 @@
+"""`--secure`: API-key auth with `Authorization: Bearer <key>`, compared in constant time.
+
+OPTIONS preflights need no key, and the result feed is exempt because a browser `<img>` cannot send headers.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from pathlib import Path
+
+from flask import jsonify, request
+
+log = logging.getLogger(__name__)
+EXEMPT_PATHS = {"/api/talkinghead/result_feed"}
+
+
+def load_or_create_key(path: Path) -> str:
+    if path.is_file() and path.read_text().strip():
+        key = path.read_text().strip()
+        log.info("API key read from %s", path.resolve())
+    else:
+        key = secrets.token_hex(16)
+        path.write_text(key + "\n")
+        log.info("API key generated and written to %s", path.resolve())
+    print(f"API key: {key}", flush=True)
+    return key
+
+
+def require_api_key(app, key: str | None) -> None:
+    if not key:
+        raise ValueError("--secure needs an API key")
+    expected = f"Bearer {key}".encode()
+
+    @app.before_request
+    def _check_key():
+        if request.method == "OPTIONS" or request.path in EXEMPT_PATHS:
+            return None
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return jsonify(error="401: Invalid API key"), 401
+        return None

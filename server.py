@@ -1,0 +1,135 @@
+"""talkinghead-extras server: command line → Config → create_app(config) → waitress.
+
+    python server.py --enable-modules=classify,talkinghead [--talkinghead-gpu] [--port 5100] [--listen] [--secure]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Flask, jsonify
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException
+
+import modules
+from modules import security
+from modules.errors import ApiError
+
+log = logging.getLogger("talkinghead-extras")
+
+
+@dataclass
+class Config:
+    modules: list[str] = field(default_factory=list)
+    port: int = 5100
+    listen: bool = False
+    secure: bool = False
+    max_content_length_mb: float = 100.0
+    classify_device: str = "cpu"
+    classification_model: str | None = None
+    talkinghead_gpu: bool = False
+    talkinghead_model: str = "auto"
+    talkinghead_models: str | None = None
+    talkinghead_backend: str = "auto"
+    api_key: str | None = None  # set when secure; filled by main() from api_key.txt
+    testing: bool = False
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(description="talkinghead-extras: a living anime avatar and emotion "
+                                            "classifier for SillyTavern")
+    p.add_argument("--enable-modules", default="", help="comma-separated modules: "
+                   + ", ".join(modules.KNOWN))
+    p.add_argument("--port", type=int, default=5100, help="port to listen on (default 5100)")
+    p.add_argument("--listen", action="store_true", help="listen on all interfaces (default: localhost only)")
+    p.add_argument("--secure", action="store_true", help="require an API key (api_key.txt) on every request")
+    p.add_argument("--max-content-length", type=float, default=100.0, metavar="MB",
+                   help="largest accepted upload in MB (default 100)")
+    device = p.add_mutually_exclusive_group()
+    device.add_argument("--cpu", action="store_true", help="run classify on the CPU (default)")
+    device.add_argument("--cuda", action="store_true", help="run classify on CUDA")
+    p.add_argument("--classification-model", default=None, metavar="ID_OR_PATH",
+                   help="a Hugging Face text-classification model (hub id or local path); default: built-in")
+    p.add_argument("--talkinghead-gpu", action="store_true", help="run the THA3 poser on CUDA")
+    p.add_argument("--talkinghead-model", default="auto",
+                   choices=["auto", "separable_float", "separable_half", "standard_float", "standard_half"],
+                   help="THA3 model variant (auto: separable_half on GPU, separable_float on CPU)")
+    p.add_argument("--talkinghead-models", default=None, metavar="DIR",
+                   help="folder holding <variant>/<network>.pt (default: data/models)")
+    p.add_argument("--talkinghead-backend", default="auto", choices=["auto", "torch", "openvino", "onnxruntime"],
+                   help="inference backend for the poser (default auto: the fastest available)")
+    a = p.parse_args(argv)
+    names = [n.strip().strip("'\"") for n in a.enable_modules.strip("'\"").split(",") if n.strip().strip("'\"")]
+    try:
+        modules.validate(names)
+    except modules.UnknownModuleError as e:
+        p.exit(2, f"error: {e}\n")
+    if a.max_content_length <= 0:
+        p.exit(2, "error: --max-content-length must be a positive number of MB\n")
+    return Config(modules=names, port=a.port, listen=a.listen, secure=a.secure,
+                  max_content_length_mb=a.max_content_length, classify_device="cuda" if a.cuda else "cpu",
+                  classification_model=a.classification_model, talkinghead_gpu=a.talkinghead_gpu,
+                  talkinghead_model=a.talkinghead_model, talkinghead_models=a.talkinghead_models,
+                  talkinghead_backend=a.talkinghead_backend)
+
+
+def create_app(config: Config) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = int(config.max_content_length_mb * 1024 * 1024)
+    app.config["TH_CONFIG"] = config
+    # Echo the Origin (with Vary: Origin), allow any method and any requested header; also on errors.
+    CORS(app, origins="*", send_wildcard=False, allow_headers="*", methods="*", vary_header=True)
+
+    @app.after_request
+    def _wildcard_without_origin(response):
+        response.headers.setdefault("Access-Control-Allow-Origin", "*")
+        return response
+
+    if config.secure:
+        security.require_api_key(app, config.api_key)
+
+    @app.errorhandler(ApiError)
+    def _api_error(e: ApiError):
+        return jsonify(error=e.message), e.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException):
+        return jsonify(error=f"{e.code}: {e.description}"), e.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception):
+        log.exception("unhandled error")
+        return jsonify(error="500: internal server error (see the server log)"), 500
+
+    @app.get("/api/modules")
+    def _modules():
+        return jsonify(modules=config.modules)
+
+    modules.setup_all(app, config)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = parse_args(argv)
+    if config.secure:
+        config.api_key = security.load_or_create_key(Path("api_key.txt"))
+    try:
+        app = create_app(config)
+    except modules.SetupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    host = "0.0.0.0" if config.listen else "127.0.0.1"
+    log.info("serving modules %s on http://%s:%d", ", ".join(config.modules) or "(none)", host, config.port)
+    import waitress  # a production WSGI server: threaded, streams responses (result_feed)
+
+    # Each open result_feed holds a thread, so give the pool room for several viewers plus API calls.
+    waitress.serve(app, host=host, port=config.port, threads=32, channel_timeout=30, ident="talkinghead-extras")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
