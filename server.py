@@ -76,8 +76,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   talkinghead_backend=a.talkinghead_backend)
 
 
-def create_app(config: Config) -> Flask:
+def create_app(config: Config, engines: dict | None = None) -> Flask:
+    """Build the app. `engines` (name → engine) lets tests share one loaded engine across apps."""
     app = Flask(__name__)
+    app.extensions.update(engines or {})
     app.config["MAX_CONTENT_LENGTH"] = int(config.max_content_length_mb * 1024 * 1024)
     app.config["TH_CONFIG"] = config
     # Echo the Origin (with Vary: Origin), allow any method and any requested header; also on errors.

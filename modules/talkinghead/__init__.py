@@ -1,0 +1,68 @@
+"""The talkinghead module: builds the engine (poser on the real weights + animator + renderer) and its routes."""
+from __future__ import annotations
+
+import atexit
+import logging
+from pathlib import Path
+
+from modules import SetupError
+
+log = logging.getLogger(__name__)
+
+
+def pick_variant(requested: str, gpu: bool) -> str:
+    if requested == "auto":
+        return "separable_half" if gpu else "separable_float"
+    return requested
+
+
+def build_engine(config):
+    """Poser + engine from the command-line config; every failure is a one-line SetupError."""
+    import torch
+
+    from talkinghead import weights
+    from talkinghead.engine import TalkingHead
+    from talkinghead.image import load_character
+    from talkinghead.tha3.poser import Poser
+
+    if config.talkinghead_gpu and not torch.cuda.is_available():
+        raise SetupError("--talkinghead-gpu was given but PyTorch sees no CUDA device "
+                         f"(torch {torch.__version__}); drop the flag to run on the CPU")
+    device = "cuda" if config.talkinghead_gpu else "cpu"
+    variant = pick_variant(config.talkinghead_model, config.talkinghead_gpu)
+    models_dir = Path(config.talkinghead_models) if config.talkinghead_models else weights.MODELS_DIR
+    try:
+        poser = Poser.load(models_dir, variant, device)
+    except weights.WeightsError as e:
+        raise SetupError(str(e)) from None
+    backend = _apply_backend(poser, config.talkinghead_backend, device)
+    if not weights.DEFAULT_CHARACTER.is_file():
+        raise SetupError(f"default character {weights.DEFAULT_CHARACTER} is missing: "
+                         "run `python -m talkinghead.weights` to fetch it")
+    engine = TalkingHead(poser, description={"backend": backend, "device": device, "model": variant,
+                                             "models_dir": str(models_dir)})
+    engine.start(load_character(weights.DEFAULT_CHARACTER.read_bytes()))
+    log.info("talkinghead ready: %s on %s (%s backend), default character %s",
+             variant, device, backend, weights.DEFAULT_CHARACTER.name)
+    return engine
+
+
+def _apply_backend(poser, name: str, device: str) -> str:
+    try:
+        from talkinghead import backends
+    except ImportError:  # backends not available in this build: plain torch
+        return "torch"
+    chosen = backends.resolve(name, device)
+    if chosen != "torch":
+        backends.apply_backend(poser, chosen)
+    return chosen
+
+
+def setup(app, config) -> None:
+    from modules.talkinghead.routes import blueprint
+
+    if "talkinghead" not in app.extensions:  # tests may hand in an engine they share across apps
+        engine = build_engine(config)
+        app.extensions["talkinghead"] = engine
+        atexit.register(engine.close)
+    app.register_blueprint(blueprint)

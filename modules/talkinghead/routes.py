@@ -1,0 +1,132 @@
+"""HTTP for the talkinghead engine: parse, validate, call the engine, shape the answer (api.md)."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from modules.errors import ApiError, bad_request, json_body
+from talkinghead import encode, pose as pose_mod, stream
+from talkinghead.emotions import TemplateError
+from talkinghead.image import ImageError
+from talkinghead.settings import SettingsError
+
+blueprint = Blueprint("talkinghead", __name__, url_prefix="/api/talkinghead")
+
+
+def engine():
+    return current_app.extensions["talkinghead"]
+
+
+def text(body: str) -> Response:
+    return Response(body, mimetype="text/plain")
+
+
+@blueprint.post("/load")
+def load():
+    upload = request.files.get("file")
+    if upload is None:
+        fields = ", ".join(request.files) or "none"
+        raise bad_request(f"send the image as multipart form field 'file' (got fields: {fields})")
+    try:
+        engine().load(upload.read())
+    except ImageError as e:
+        raise bad_request(f"{e}; the current character is kept") from None
+    return text("OK")
+
+
+@blueprint.get("/unload")
+def unload():
+    engine().unload()
+    return text("animation paused")
+
+
+@blueprint.get("/start_talking")
+def start_talking():
+    engine().start_talking()
+    return text("talking started")
+
+
+@blueprint.get("/stop_talking")
+def stop_talking():
+    engine().stop_talking()
+    return text("talking stopped")
+
+
+@blueprint.post("/set_emotion")
+def set_emotion():
+    name = json_body(request).get("emotion_name")
+    if not isinstance(name, str):
+        raise bad_request('send {"emotion_name": "<emotion>"} with a string name')
+    return text(f"emotion set to {engine().set_emotion(name)}")
+
+
+@blueprint.post("/load_emotion_templates")
+def load_emotion_templates():
+    try:
+        engine().load_emotion_templates(json_body(request))
+    except TemplateError as e:
+        raise bad_request(f"{e}; the previous templates are kept") from None
+    return text("OK")
+
+
+@blueprint.post("/load_animator_settings")
+def load_animator_settings():
+    try:
+        engine().load_animator_settings(json_body(request))
+    except SettingsError as e:
+        raise bad_request(f"{e}; the previous settings are kept") from None
+    return text("OK")
+
+
+@blueprint.get("/result_feed")
+def result_feed():
+    fmt = request.args.get("format", "png").lower()
+    if fmt not in ("png", "jpeg", "jpg"):
+        raise bad_request(f"format must be png or jpeg, got {fmt!r}")
+    background = None
+    if fmt != "png":
+        try:
+            background = encode.parse_background(request.args.get("bg"))
+        except ValueError as e:
+            raise bad_request(str(e)) from None
+    th = engine()
+    parts = stream.frames(th.slot, th.viewers, lambda: th.animator.settings.target_fps, background=background)
+    response = Response(parts, mimetype=stream.MIMETYPE, direct_passthrough=True)
+    response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+@blueprint.post("/render")
+def render():
+    body = json_body(request)
+    unknown = set(body) - {"pose", "emotion"}
+    if unknown or not body:
+        raise bad_request('send {"pose": {morph: value, ...}} and/or {"emotion": name}'
+                          + (f"; unknown keys: {', '.join(sorted(unknown))}" if unknown else ""))
+    values = pose_mod.zeros()
+    if "emotion" in body:
+        name = body["emotion"]
+        try:
+            values = engine().emotion_pose(name)
+        except (KeyError, TypeError):
+            raise bad_request(f"unknown emotion {name!r}; see GET /api/talkinghead/emotions") from None
+    if "pose" in body:
+        if not isinstance(body["pose"], dict):
+            raise bad_request('"pose" must be an object {morph: value, ...}')
+        try:
+            given = pose_mod.from_dict(body["pose"])
+        except pose_mod.PoseError as e:
+            raise bad_request(str(e)) from None
+        for name in body["pose"]:
+            values[pose_mod.INDEX[name]] = given[pose_mod.INDEX[name]]
+    return Response(engine().render_still(values), mimetype="image/png")
+
+
+@blueprint.get("/emotions")
+def emotions():
+    return jsonify(engine().emotions())
+
+
+@blueprint.get("/stats")
+def stats():
+    return jsonify(engine().stats())

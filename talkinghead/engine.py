@@ -1,0 +1,136 @@
+"""The talkinghead engine: one character, one animator, one renderer. The HTTP module holds only this.
+
+Commands (load, set_emotion, start_talking, …) change state under a lock; the render thread reads the
+animator's pose for the current time and renders it. Nothing flows back from the viewers.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from talkinghead import emotions, encode, pose as pose_mod
+from talkinghead.animator import Animator
+from talkinghead.image import load_character
+from talkinghead.renderer import Renderer
+from talkinghead.settings import AnimatorSettings
+from talkinghead.stream import Viewers
+
+log = logging.getLogger(__name__)
+
+
+class TalkingHead:
+    def __init__(self, poser, *, description: dict | None = None, seed: int | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.poser = poser
+        self.description = dict(description or {})
+        self._clock = clock
+        self._state_lock = threading.Lock()   # animator state: commands write, the render thread reads
+        self._poser_lock = threading.Lock()   # the poser is not re-entrant (cached per-image state)
+        self._default_templates = emotions.load_default_templates()
+        self.animator = Animator(self._default_templates, AnimatorSettings(), seed=seed, start_time=clock())
+        self.viewers = Viewers()
+        self.renderer = Renderer(self._render_frame, fps=lambda: self.animator.settings.target_fps, clock=clock)
+        self.slot = self.renderer.slot
+        self.character_loaded = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self, first_character: np.ndarray | None = None) -> None:
+        """Load the first character, render its first frame here (so a viewer gets one at once), then run."""
+        if first_character is not None:
+            self._set_character(first_character)
+            self.renderer.render_now()
+        self.renderer.start()
+
+    def close(self) -> None:
+        self.renderer.close()
+
+    # -- commands ----------------------------------------------------------------------------------------
+    def load(self, data: bytes) -> None:
+        """Use an uploaded image as the character and resume. Raises ImageError; the old character stays."""
+        rgba = load_character(data)
+        self._set_character(rgba)
+        self.renderer.start()
+        log.info("character loaded; animation running")
+
+    def unload(self) -> None:
+        self.renderer.pause()
+        log.info("animation paused (character, emotion and settings kept)")
+
+    def start_talking(self) -> None:
+        with self._state_lock:
+            self.animator.start_talking(self._clock())
+
+    def stop_talking(self) -> None:
+        with self._state_lock:
+            self.animator.stop_talking(self._clock())
+
+    def set_emotion(self, name: str) -> str:
+        with self._state_lock:
+            used = self.animator.set_emotion(name, self._clock())
+        if used != name:
+            log.info("unknown emotion %r; using %r", name, used)
+        return used
+
+    def load_emotion_templates(self, obj: dict) -> None:
+        """`{}` resets to the server's templates. Raises emotions.TemplateError; old templates kept."""
+        templates = self._default_templates if not obj else emotions.templates_from_json(obj)
+        with self._state_lock:
+            self.animator.set_templates(templates, self._clock())
+
+    def load_animator_settings(self, obj: dict) -> None:
+        """`{}` resets to defaults. Raises settings.SettingsError; old settings kept."""
+        settings = AnimatorSettings.from_json(obj)
+        with self._state_lock:
+            self.animator.set_settings(settings, self._clock())
+
+    # -- queries -----------------------------------------------------------------------------------------
+    def render_still(self, pose: np.ndarray) -> bytes:
+        """The exact PNG of the current character in `pose` (no cache, no approximation)."""
+        with self._poser_lock:
+            rgba = self.poser.render(pose)
+        return encode.png(rgba)
+
+    def emotion_pose(self, name: str) -> np.ndarray:
+        with self._state_lock:
+            templates = self.animator.templates
+        if name not in templates:
+            raise KeyError(name)
+        return np.array(templates[name], dtype=np.float32)
+
+    def emotions(self) -> dict[str, dict[str, float]]:
+        with self._state_lock:
+            templates = self.animator.templates
+        return {name: pose_mod.to_dict(values, skip_zeros=True) for name, values in templates.items()}
+
+    def stats(self) -> dict:
+        with self._state_lock:
+            emotion, talking = self.animator.emotion, self.animator.talking
+            fps = self.animator.settings.target_fps
+        return {
+            "frames_rendered": self.renderer.frames_rendered,
+            "render_fps": round(self.renderer.fps_last(5.0), 2),
+            "target_fps": fps,
+            "ms_per_stage": {k: round(v, 2) for k, v in dict(getattr(self.poser, "last_timings", {})).items()},
+            "viewers": self.viewers.count,
+            "state": "paused" if self.renderer.paused else "running",
+            "emotion": emotion,
+            "talking": talking,
+            "last_error": self.renderer.last_error,
+            **self.description,
+        }
+
+    # -- internals ---------------------------------------------------------------------------------------
+    def _set_character(self, rgba: np.ndarray) -> None:
+        with self._poser_lock:
+            self.poser.set_image(rgba)
+        self.character_loaded = True
+
+    def _render_frame(self, t: float) -> np.ndarray:
+        with self._state_lock:
+            pose = self.animator.pose_at(t)
+        with self._poser_lock:
+            return self.poser.render(pose)

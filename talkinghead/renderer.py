@@ -1,0 +1,140 @@
+"""The one render thread and the latest-frame slot every viewer reads.
+
+One producer: the render thread asks the animator for the pose at the current wall-clock time, renders it,
+encodes it once as PNG and publishes it. Consumers (stream viewers) only read the latest frame; other
+encodings (JPEG over a background colour) are made at most once per frame, whoever asks first.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from talkinghead import encode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    seq: int
+    rgba: np.ndarray
+    png: bytes
+    t: float  # animation time the frame shows
+    encoded: dict = field(default_factory=dict)  # ("jpeg", bg) -> bytes, filled lazily
+
+
+class FrameSlot:
+    """A lock and the latest frame; readers can wait for a newer one."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+
+    def publish(self, rgba: np.ndarray, png: bytes, t: float) -> None:
+        with self._cond:
+            seq = self._frame.seq + 1 if self._frame else 1
+            self._frame = Frame(seq, rgba, png, t)
+            self._cond.notify_all()
+
+    def latest(self, timeout: float | None = None) -> Frame | None:
+        """The latest frame, waiting up to `timeout` s for the first one."""
+        with self._cond:
+            if self._frame is None and timeout:
+                self._cond.wait_for(lambda: self._frame is not None, timeout)
+            return self._frame
+
+    def wait_newer(self, seq: int, timeout: float) -> Frame | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._frame is not None and self._frame.seq > seq, timeout)
+            return self._frame
+
+    def jpeg(self, frame: Frame, background: tuple[int, int, int]) -> bytes:
+        key = ("jpeg", background)
+        with self._cond:
+            data = frame.encoded.get(key)
+        if data is None:
+            data = encode.jpeg(frame.rgba, background)
+            with self._cond:
+                data = frame.encoded.setdefault(key, data)
+        return data
+
+
+class Renderer:
+    """Runs `render(t) -> rgba` on its own thread, no faster than `fps()`, and publishes to `slot`."""
+
+    def __init__(self, render: Callable[[float], np.ndarray], fps: Callable[[], float],
+                 clock: Callable[[], float] = time.monotonic):
+        self.slot = FrameSlot()
+        self._render = render
+        self._fps = fps
+        self._clock = clock
+        self._running = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._times: collections.deque[float] = collections.deque(maxlen=512)
+        self.frames_rendered = 0
+        self.last_error: str | None = None
+
+    # -- control -----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._running.set()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="talkinghead-render", daemon=True)
+            self._thread.start()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._running.set()  # wake the thread so it can see it is closed
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def render_now(self) -> None:
+        """Render and publish one frame on the calling thread (the first frame at start-up)."""
+        self._render_one()
+
+    # -- stats -------------------------------------------------------------------------------------------
+    def fps_last(self, seconds: float = 5.0) -> float:
+        now = self._clock()
+        recent = [t for t in list(self._times) if now - t <= seconds]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+    # -- the thread --------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_due = self._clock()
+        while not self._closed.is_set():
+            if not self._running.is_set():
+                self._running.wait()
+                next_due = self._clock()
+                continue
+            try:
+                self._render_one()
+            except Exception as e:  # keep the last good frame on the wire; say what broke
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.exception("rendering a frame failed")
+                self._closed.wait(1.0)
+            next_due = max(next_due + 1.0 / max(self._fps(), 1e-3), self._clock() - 1.0)
+            delay = next_due - self._clock()
+            if delay > 0:
+                self._closed.wait(delay)
+
+    def _render_one(self) -> None:
+        t = self._clock()
+        rgba = self._render(t)
+        self.slot.publish(rgba, encode.png(rgba), t)
+        self.frames_rendered += 1
+        self._times.append(self._clock())
