@@ -82,13 +82,16 @@ def create_app(config: Config, engines: dict | None = None) -> Flask:
     app.extensions.update(engines or {})
     app.config["MAX_CONTENT_LENGTH"] = int(config.max_content_length_mb * 1024 * 1024)
     app.config["TH_CONFIG"] = config
-    # Echo the Origin (with Vary: Origin), allow any method and any requested header; also on errors.
-    CORS(app, origins="*", send_wildcard=False, allow_headers="*", methods="*", vary_header=True)
-
+    # Registered before CORS so it runs after it (after_request runs in reverse): only fills in the
+    # wildcard when flask-cors added nothing (a request without Origin).
     @app.after_request
     def _wildcard_without_origin(response):
         response.headers.setdefault("Access-Control-Allow-Origin", "*")
         return response
+
+    # Echo the Origin (with Vary: Origin), allow any method and any requested header; also on errors.
+    CORS(app, origins=[r".*"], allow_headers="*", vary_header=True,
+         methods=["GET", "HEAD", "POST", "OPTIONS", "PUT", "PATCH", "DELETE"])
 
     if config.secure:
         security.require_api_key(app, config.api_key)
