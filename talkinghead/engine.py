@@ -17,14 +17,17 @@ from talkinghead.animator import Animator
 from talkinghead.image import load_character
 from talkinghead.renderer import Renderer
 from talkinghead.settings import AnimatorSettings
+from talkinghead.smooth import SmoothSource, quantize_face
 from talkinghead.stream import Viewers
 
 log = logging.getLogger(__name__)
 
 
 class TalkingHead:
-    def __init__(self, poser, *, description: dict | None = None, seed: int | None = None,
+    def __init__(self, poser, *, smooth: bool = False, description: dict | None = None, seed: int | None = None,
                  clock: Callable[[], float] = time.monotonic):
+        """smooth: deliver target_fps frames from exact keyframes + interpolation (for a CPU that cannot
+        render exact frames at target_fps); otherwise every frame is an exact render."""
         self.poser = poser
         self.description = dict(description or {})
         self._clock = clock
@@ -33,7 +36,10 @@ class TalkingHead:
         self._default_templates = emotions.load_default_templates()
         self.animator = Animator(self._default_templates, AnimatorSettings(), seed=seed, start_time=clock())
         self.viewers = Viewers()
-        self.renderer = Renderer(self._render_frame, fps=lambda: self.animator.settings.target_fps, clock=clock)
+        fps = lambda: self.animator.settings.target_fps  # noqa: E731
+        self.source = SmoothSource(poser, self._pose_at, lambda: self.animator.generation, fps, clock,
+                                   poser_lock=self._poser_lock) if smooth else None
+        self.renderer = Renderer(self._render_frame, fps=fps, clock=clock)
         self.slot = self.renderer.slot
         self.character_loaded = False
 
@@ -43,21 +49,25 @@ class TalkingHead:
         if first_character is not None:
             self._set_character(first_character)
             self.renderer.render_now()
-        self.renderer.start()
+        self._run()
 
     def close(self) -> None:
         self.renderer.close()
+        if self.source:
+            self.source.close()
 
     # -- commands ----------------------------------------------------------------------------------------
     def load(self, data: bytes) -> None:
         """Use an uploaded image as the character and resume. Raises ImageError; the old character stays."""
         rgba = load_character(data)
         self._set_character(rgba)
-        self.renderer.start()
+        self._run()
         log.info("character loaded; animation running")
 
     def unload(self) -> None:
         self.renderer.pause()
+        if self.source:
+            self.source.pause()
         log.info("animation paused (character, emotion and settings kept)")
 
     def start_talking(self) -> None:
@@ -120,17 +130,41 @@ class TalkingHead:
             "emotion": emotion,
             "talking": talking,
             "last_error": self.renderer.last_error,
+            "mode": "smooth" if self.source else "exact",
+            **self._smooth_stats(),
             **self.description,
         }
 
+    def _smooth_stats(self) -> dict:
+        if not self.source:
+            return {}
+        s = self.source
+        return {"keyframes_rendered": s.keyframes_rendered, "keyframe_ms": round(s.last_keyframe_ms, 1),
+                "face_cache": {"entries": len(s.faces), "hits": s.faces.hits, "misses": s.faces.misses},
+                "stale_face_frames": s.stale_frames}
+
     # -- internals ---------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        self.renderer.start()
+        if self.source:
+            self.source.start()
+
     def _set_character(self, rgba: np.ndarray) -> None:
         with self._poser_lock:
             self.poser.set_image(rgba)
+        if self.source:
+            self.source.image_changed()
         self.character_loaded = True
 
-    def _render_frame(self, t: float) -> np.ndarray:
+    def _pose_at(self, t: float) -> np.ndarray:
+        """The pose shown at t. Eyebrow/face values are quantised (steps of 1/32, invisible) in every mode,
+        so the smooth stream can reuse face-morpher outputs and still show exactly this pose's face."""
         with self._state_lock:
-            pose = self.animator.pose_at(t)
+            return quantize_face(self.animator.pose_at(t))
+
+    def _render_frame(self, t: float) -> np.ndarray:
+        if self.source:
+            return self.source.frame_at(t)
+        pose = self._pose_at(t)
         with self._poser_lock:
             return self.poser.render(pose)

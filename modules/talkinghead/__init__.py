@@ -39,8 +39,9 @@ def build_engine(config):
     if not weights.DEFAULT_CHARACTER.is_file():
         raise SetupError(f"default character {weights.DEFAULT_CHARACTER} is missing: "
                          "run `python -m talkinghead.weights` to fetch it")
-    engine = TalkingHead(poser, description={"backend": backend, "device": device, "model": variant,
-                                             "models_dir": str(models_dir)})
+    # On a CPU exact frames take ~0.3 s or more: stream interpolated frames between exact keyframes.
+    engine = TalkingHead(poser, smooth=(device == "cpu"), description={
+        "backend": backend, "device": device, "model": variant, "models_dir": str(models_dir)})
     engine.start(load_character(weights.DEFAULT_CHARACTER.read_bytes()))
     log.info("talkinghead ready: %s on %s (%s backend), default character %s",
              variant, device, backend, weights.DEFAULT_CHARACTER.name)

@@ -54,7 +54,7 @@ class BodyRotator(nn.Module):
         self.grid_change_creator = conv3(start_channels, 2)
 
     def forward(self, image: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
-        """image (N, 4, 256, 256), pose (N, 6) -> (warped image (N, 4, 256, 256), grid change (N, 2, 256, 256))."""
+        """image (N, 4, 256, 256), pose (N, 6) -> (warped image, grid change (N, 2, 256, 256))."""
         feature = self.encoder_decoder(torch.cat([image, tile_pose(pose, image.shape[-1])], dim=1))
         grid_change = self.grid_change_creator(feature)
         return warp(image, grid_change), grid_change

@@ -59,9 +59,33 @@ class Editor(nn.Module):
 
     def forward(self, original_image: Tensor, warped_image: Tensor, grid_change: Tensor,
                 pose: Tensor) -> Tensor:
-        """images (N, 4, 512, 512), grid change (N, 2, 512, 512), pose (N, 6) -> posed image (N, 4, 512, 512)."""
+        """images (N, 4, 512, 512), grid change (N, 2, 512, 512), pose (N, 6) -> posed image (same shape)."""
+        return apply_changes(original_image, *self.changes(original_image, warped_image, grid_change, pose))
+
+    def changes(self, original_image: Tensor, warped_image: Tensor, grid_change: Tensor,
+                pose: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The editor's decisions before they are applied: (grid change (N, 2, H, W), colour change
+        (N, 4, H, W), colour-change alpha (N, 4, H, W)). Blending two frames' changes and applying them
+        to a new face is how the smooth stream makes in-between frames."""
         feature = self.body(torch.cat(
             [original_image, warped_image, grid_change, tile_pose(pose, original_image.shape[-1])], dim=1))
-        grid_change = grid_change + self.grid_change_creator(feature)
-        warped = warp(original_image, grid_change)
-        return blend(self.alpha_creator(feature), self.color_change_creator(feature), warped)
+        return (grid_change + self.grid_change_creator(feature), self.color_change_creator(feature),
+                self.alpha_creator(feature))
+
+
+def apply_changes(original_image: Tensor, grid_change: Tensor, color_change: Tensor, alpha: Tensor) -> Tensor:
+    """Re-warp the original image by the grid change, then recolour it (the editor's last step)."""
+    return blend(alpha, color_change, warp(original_image, grid_change))
+
+
+class EditorChanges(nn.Module):
+    """The editor's network part (`Editor.changes`) as a module of its own, so a backend can run it while
+    the cheap warp and blend stay in torch, where the smooth stream reuses them."""
+
+    def __init__(self, editor: Editor):
+        super().__init__()
+        self.editor = editor
+
+    def forward(self, original_image: Tensor, warped_image: Tensor, grid_change: Tensor,
+                pose: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.editor.changes(original_image, warped_image, grid_change, pose)

@@ -1,0 +1,332 @@
+"""A smooth stream on a slow CPU: exact keyframes, and in-between frames that cost one warp.
+
+An exact THA3 frame costs ~0.3–0.5 s on 2 cores, but most of it (body rotator + editor) only depends on the
+six rotation values, which move slowly and smoothly. So:
+
+* **Keyframes** are exact renders at a fixed grid of times (every `keyframe_interval` s), rendered ahead of
+  the clock by a worker thread (the animator's idle motion is a pure function of time). Of each keyframe we
+  keep the editor's outputs: its warp grid, colour change and colour-change alpha.
+* **Faces**: the face morpher's output depends only on the 39 eyebrow/face values. The engine quantises those
+  (`quantize_face`) so the same few shapes recur (blink levels, mouth shapes), and each is computed once and
+  kept in a memory-capped LRU cache. The worker fills it ahead of the clock for the coming frames.
+* **A delivered frame** at time t takes the face at t's exact face pose, blends the two neighbouring
+  keyframes' editor outputs by time, and applies them: one `grid_sample` and a blend, as the editor itself
+  does. At a keyframe time this *is* the exact frame; in between the rotation is interpolated.
+
+Events (set_emotion, talking, new settings or templates) change the future: keyframes ahead of the clock
+are then dropped and rendered again, and the face is always the one of the current pose, so an event shows
+in the next frame that finds its face in the cache (the worker computes it first).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from talkinghead import pose as P
+
+log = logging.getLogger(__name__)
+
+FACE_STEPS = 32  # eyebrow/face values are multiples of 1/32: invisible steps, a small set of shapes
+FACE_BOX = (slice(32, 224), slice(160, 352))
+
+
+def quantize_face(pose: np.ndarray) -> np.ndarray:
+    """The pose with its 39 eyebrow/face values rounded to multiples of 1/FACE_STEPS (rotation untouched)."""
+    out = np.array(pose, dtype=np.float32)
+    face = slice(0, P.NUM_EYEBROW + P.NUM_FACE)
+    out[face] = np.round(out[face] * FACE_STEPS) / FACE_STEPS
+    return out
+
+
+def face_key(pose: np.ndarray) -> bytes:
+    return np.round(np.asarray(pose[:P.NUM_EYEBROW + P.NUM_FACE]) * FACE_STEPS).astype(np.int8).tobytes()
+
+
+@dataclass
+class Keyframe:
+    t: float
+    generation: int
+    image_version: int
+    pose: np.ndarray
+    grid: torch.Tensor    # (1, 2, 512, 512) editor's output grid change
+    color: torch.Tensor   # (1, 4, 512, 512) colour change
+    alpha: torch.Tensor   # (1, 4, 512, 512) colour-change alpha
+
+
+class FaceCache:
+    """Face-morphed 192×192 crops keyed by the quantised eyebrow/face pose; least recently used goes first."""
+
+    def __init__(self, max_entries: int):
+        self._items: collections.OrderedDict[bytes, torch.Tensor] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+        self.hits = self.misses = 0
+
+    def get(self, key: bytes) -> torch.Tensor | None:
+        with self._lock:
+            face = self._items.get(key)
+            if face is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._items.move_to_end(key)
+            return face
+
+    def __contains__(self, key: bytes) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def put(self, key: bytes, face: torch.Tensor) -> None:
+        with self._lock:
+            self._items[key] = face
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class SmoothSource:
+    """`frame_at(t)` for the renderer; a worker thread keeps keyframes and faces ahead of the clock.
+
+    pose_at(t): the (face-quantised) pose the animator shows at t; generation(): a number that changes on
+    every event, so work done for the old future can be dropped.
+    """
+
+    def __init__(self, poser, pose_at: Callable[[float], np.ndarray], generation: Callable[[], int],
+                 fps: Callable[[], float], clock: Callable[[], float] = time.monotonic, *,
+                 poser_lock: threading.Lock | None = None, keyframe_interval: float = 0.5,
+                 face_lookahead: float = 0.6, max_faces: int = 400):
+        self.poser = poser
+        self._pose_at = pose_at
+        self._generation = generation
+        self._fps = fps
+        self._clock = clock
+        self.keyframe_interval = keyframe_interval
+        self.face_lookahead = face_lookahead
+        self.faces = FaceCache(max_faces)
+        self._keyframes: dict[int, Keyframe] = {}  # grid index -> keyframe
+        self._lock = threading.Condition()
+        self._poser_lock = poser_lock or threading.Lock()  # shared with whoever else runs the poser
+        self._urgent: collections.deque[np.ndarray] = collections.deque()
+        self._last_face: torch.Tensor | None = None
+        self._base_grid: torch.Tensor | None = None
+        self._image_version = 0  # bumped on a new character; work begun for the old one is not kept
+        self._closed = False
+        self._paused = False
+        self._thread: threading.Thread | None = None
+        self.keyframes_rendered = 0
+        self.last_keyframe_ms = 0.0
+        self.stale_frames = 0  # frames shown with a face that was not the exact one (cache miss)
+
+    # -- control -----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            self._paused = False
+            self._lock.notify_all()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="talkinghead-keyframes", daemon=True)
+            self._thread.start()
+
+    def pause(self) -> None:
+        with self._lock:
+            self._paused = True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def image_changed(self) -> None:
+        """The poser has a new character: every cached face and keyframe belongs to the old one."""
+        with self._lock:
+            self._image_version += 1
+            self.faces.clear()
+            self._keyframes.clear()
+            self._last_face = None
+
+    # -- the frame: called by the renderer thread --------------------------------------------------------
+    @torch.inference_mode()
+    def frame_at(self, t: float) -> np.ndarray:
+        pose = self._pose_at(t)
+        face = self._face_for(pose)
+        left, right = self._bracket(t)
+        if left is None:  # nothing to interpolate from yet (start, new character): render exactly, now
+            left = self._render_keyframe(t, pose)
+            self._store(self._index(t), left)
+        if right is None or right.t <= left.t:
+            grid, color, alpha = left.grid, left.color, left.alpha
+        else:
+            w = float(np.clip((t - left.t) / (right.t - left.t), 0.0, 1.0))
+            grid = torch.lerp(left.grid, right.grid, w)
+            color = torch.lerp(left.color, right.color, w)
+            alpha = torch.lerp(left.alpha, right.alpha, w)
+        return self._compose(face, grid, color, alpha)
+
+    def _face_for(self, pose: np.ndarray) -> torch.Tensor:
+        key = face_key(pose)
+        face = self.faces.get(key)
+        if face is None:
+            if self._last_face is None:
+                face = self._compute_face(pose)
+            else:  # show the previous face for a frame or two; the worker computes this one first
+                with self._lock:
+                    self._urgent.append(pose)
+                    self._lock.notify_all()
+                self.stale_frames += 1
+                return self._last_face
+        self._last_face = face
+        return face
+
+    def _compose(self, face: torch.Tensor, grid: torch.Tensor, color: torch.Tensor,
+                 alpha: torch.Tensor) -> np.ndarray:
+        from talkinghead.tha3.blocks import blend
+        from talkinghead.tha3.poser import tensor_to_rgba_uint8_tensor
+
+        image = self.poser.image.float().clone()
+        image[(..., *FACE_BOX)] = face
+        warped = F.grid_sample(image, self._grid(grid), mode="bilinear", padding_mode="border",
+                               align_corners=False)
+        return tensor_to_rgba_uint8_tensor(blend(alpha, color, warped)).numpy()
+
+    def _grid(self, grid_change: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = grid_change.shape
+        if self._base_grid is None or self._base_grid.shape[1:3] != (h, w):
+            identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+            self._base_grid = F.affine_grid(identity, [1, 4, h, w], align_corners=False)
+        return self._base_grid + grid_change.permute(0, 2, 3, 1)
+
+    # -- keyframes -----------------------------------------------------------------------------------------
+    def _index(self, t: float) -> int:
+        return math.floor(t / self.keyframe_interval + 1e-9)
+
+    def _bracket(self, t: float) -> tuple[Keyframe | None, Keyframe | None]:
+        k = self._index(t)
+        with self._lock:
+            left = self._keyframes.get(k)
+            if left is None:  # fall back to the latest keyframe before t
+                earlier = [i for i in self._keyframes if i < k]
+                left = self._keyframes[max(earlier)] if earlier else None
+            # A right keyframe from before an event still carries the motion on until its fresh copy lands.
+            right = self._keyframes.get(k + 1)
+        return left, right
+
+    def _store(self, index: int, keyframe: Keyframe) -> None:
+        with self._lock:
+            if keyframe.image_version != self._image_version:
+                return
+            self._keyframes[index] = keyframe
+            now_k = self._index(self._clock())
+            for i in [i for i in self._keyframes if i < now_k - 1]:
+                del self._keyframes[i]
+
+    @torch.inference_mode()
+    def _render_keyframe(self, t: float, pose: np.ndarray) -> Keyframe:
+        started = time.perf_counter()
+        generation = self._generation()
+        version = self._image_version
+        face = self._face_for_keyframe(pose)
+        p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
+        rotation = p[:, P.ROTATION]
+        with self._poser_lock:
+            image = self.poser.image.clone()
+            image[(..., *FACE_BOX)] = face.to(image.dtype)
+            warped, grid_change = self.poser.rotate(image, rotation)
+            grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
+        keyframe = Keyframe(t, generation, version, pose, grid.float(), color.float(), alpha.float())
+        self.keyframes_rendered += 1
+        self.last_keyframe_ms = (time.perf_counter() - started) * 1000
+        return keyframe
+
+    def _face_for_keyframe(self, pose: np.ndarray) -> torch.Tensor:
+        face = self.faces.get(face_key(pose))
+        return face if face is not None else self._compute_face(pose)
+
+    @torch.inference_mode()
+    def _compute_face(self, pose: np.ndarray) -> torch.Tensor:
+        key = face_key(pose)
+        p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
+        with self._poser_lock:
+            version = self._image_version
+            eyebrows = self.poser.morph_eyebrows(p[:, P.EYEBROW])
+            full = self.poser.face_morph(p[:, P.FACE], eyebrows)
+        face = full[(..., *FACE_BOX)].float().clone()
+        if version == self._image_version:
+            self.faces.put(key, face)
+        return face
+
+    # -- the worker ----------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while self._paused and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+            try:
+                if not self._do_one_job():
+                    with self._lock:
+                        self._lock.wait(0.02)
+            except Exception:
+                log.exception("smooth-stream worker failed on a job; continuing")
+                time.sleep(0.5)
+
+    def _do_one_job(self) -> bool:
+        """Do the most urgent piece of work; False when there is nothing to do."""
+        with self._lock:
+            urgent = self._urgent.popleft() if self._urgent else None
+        if urgent is not None:
+            if face_key(urgent) not in self.faces:
+                self._compute_face(urgent)
+            return True
+        now = self._clock()
+        k = self._index(now)
+        # The left keyframe first (frames need it), then faces for the very next frames, then the right keyframe,
+        # then faces further ahead, then one more keyframe ahead.
+        for job in (lambda: self._keyframe_job(k, allow_stale=True),
+                    lambda: self._face_job(now, now + 0.2),
+                    lambda: self._keyframe_job(k + 1),
+                    lambda: self._face_job(now + 0.2, now + self.face_lookahead),
+                    lambda: self._keyframe_job(k + 2)):
+            if job():
+                return True
+        return False
+
+    def _keyframe_job(self, index: int, allow_stale: bool = False) -> bool:
+        generation = self._generation()
+        with self._lock:
+            existing = self._keyframes.get(index)
+        if existing is not None and (existing.generation == generation or allow_stale):
+            return False
+        t = index * self.keyframe_interval
+        keyframe = self._render_keyframe(t, self._pose_at(t))
+        if keyframe.generation == self._generation():  # an event during the render made it stale: drop it
+            self._store(index, keyframe)
+        return True
+
+    def _face_job(self, t0: float, t1: float) -> bool:
+        step = 1.0 / max(self._fps(), 1.0)
+        tick = math.ceil(t0 / step)
+        while tick * step < t1:
+            pose = self._pose_at(tick * step)
+            if face_key(pose) not in self.faces:
+                self._compute_face(pose)
+                return True
+            tick += 1
+        return False

