@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
@@ -102,6 +102,10 @@ def create_app(config: Config, engines: dict | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
+        disabled = modules.disabled_module_for(request.path, config.modules)
+        if e.code == 404 and disabled:
+            return jsonify(error=f"403: module {disabled!r} is not enabled; start the server with "
+                                 f"--enable-modules={','.join([*config.modules, disabled])}"), 403
         return jsonify(error=f"{e.code}: {e.description}"), e.code
 
     @app.errorhandler(Exception)

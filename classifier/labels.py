@@ -6,10 +6,7 @@ and the accuracy test all read it from here.
 """
 from __future__ import annotations
 
-import logging
 import re
-
-log = logging.getLogger(__name__)
 
 LABELS: tuple[str, ...] = (
     "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
@@ -66,6 +63,12 @@ def map_label(name: str) -> str:
     if key in FAMILY_OF:
         return key
     return FOREIGN_LABELS.get(key, NEUTRAL)
+
+
+def is_known_label(name: str) -> bool:
+    """True when `name` is one of the 28 or in the mapping table (so it is not neutral by default)."""
+    key = normalise(name)
+    return key in FAMILY_OF or key in FOREIGN_LABELS
 
 
 def is_generic_label(name: str) -> bool:

@@ -22,6 +22,14 @@ def validate(names: list[str]) -> None:
             f"known modules: {', '.join(KNOWN)}")
 
 
+def disabled_module_for(path: str, enabled: list[str]) -> str | None:
+    """The known module an /api/<module>… path belongs to, when that module is not enabled."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[1] == "api" and parts[2] in KNOWN and parts[2] not in enabled:
+        return parts[2]
+    return None
+
+
 def setup_all(app, config) -> None:
     """Set up the enabled modules in the order given on the command line."""
     validate(config.modules)

@@ -109,7 +109,7 @@ class SmoothSource:
 
     def __init__(self, poser, pose_at: Callable[[float], np.ndarray], generation: Callable[[], int],
                  fps: Callable[[], float], clock: Callable[[], float] = time.monotonic, *,
-                 poser_lock: threading.Lock | None = None, keyframe_interval: float = 0.5,
+                 poser_lock: threading.Lock | None = None, keyframe_interval: float = 1.0,
                  face_lookahead: float = 0.6, max_faces: int = 400):
         self.poser = poser
         self._pose_at = pose_at
@@ -232,8 +232,11 @@ class SmoothSource:
             if keyframe.image_version != self._image_version:
                 return
             self._keyframes[index] = keyframe
+            # Drop keyframes the clock has left behind, but always keep the latest one before now: when the
+            # worker falls behind, frames hold on to it instead of waiting for an exact render.
             now_k = self._index(self._clock())
-            for i in [i for i in self._keyframes if i < now_k - 1]:
+            past = sorted(i for i in self._keyframes if i <= now_k)
+            for i in past[:-1]:
                 del self._keyframes[i]
 
     @torch.inference_mode()

@@ -151,3 +151,11 @@ def test_secure_key_file_is_created_and_reused(tmp_path):
     key = load_or_create_key(tmp_path / "api_key.txt")
     assert len(key) == 32 and int(key, 16) >= 0
     assert load_or_create_key(tmp_path / "api_key.txt") == key
+
+
+def test_endpoint_of_a_module_not_enabled_is_403_json():
+    client = create_app(Config(modules=[])).test_client()
+    response = client.post("/api/classify", json={"text": "hi"})
+    assert response.status_code == 403
+    assert "not enabled" in response.get_json()["error"] and "--enable-modules=classify" in response.get_json()["error"]
+    assert client.get("/api/talkinghead/result_feed").status_code == 403

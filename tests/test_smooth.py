@@ -1,0 +1,120 @@
+"""The smooth stream's caches: keyframe frames are exact, faces are keyed by the quantised pose, and a new
+character or an event never leaves old work on screen."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from talkinghead import pose as P
+from talkinghead.smooth import FACE_STEPS, FaceCache, SmoothSource, face_key, quantize_face
+
+
+def test_quantize_face_rounds_only_eyebrow_and_face_values():
+    pose = np.linspace(0, 1, 45, dtype=np.float32)
+    q = quantize_face(pose)
+    face = slice(0, P.NUM_EYEBROW + P.NUM_FACE)
+    assert np.allclose(q[face] * FACE_STEPS, np.round(q[face] * FACE_STEPS))
+    assert np.abs(q[face] - pose[face]).max() <= 0.5 / FACE_STEPS + 1e-6
+    assert (q[P.ROTATION] == pose[P.ROTATION]).all()
+    assert quantize_face(q).tobytes() == q.tobytes()
+
+
+def test_face_key_ignores_rotation_and_separates_face_shapes():
+    a = quantize_face(np.zeros(45, np.float32))
+    b = a.copy()
+    b[P.INDEX["head_x_index"]] = 0.7
+    c = a.copy()
+    c[P.INDEX["mouth_aaa_index"]] = 1 / FACE_STEPS
+    assert face_key(a) == face_key(b) and face_key(a) != face_key(c)
+
+
+def test_face_cache_is_lru_and_capped():
+    cache = FaceCache(max_entries=2)
+    for key in (b"a", b"b"):
+        cache.put(key, torch.zeros(1))
+    assert cache.get(b"a") is not None  # a is now the most recent
+    cache.put(b"c", torch.zeros(1))
+    assert b"b" not in cache and b"a" in cache and b"c" in cache and len(cache) == 2
+    assert cache.get(b"zzz") is None and (cache.hits, cache.misses) == (1, 1)
+
+
+class Clock:
+    def __init__(self, t=100.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def source(real_poser):
+    clock = Clock()
+    state = {"generation": 0, "pose": quantize_face(np.zeros(45, np.float32))}
+    src = SmoothSource(real_poser, lambda t: state["pose"], lambda: state["generation"], lambda: 25.0, clock)
+    src.state = state
+    src.clock = clock
+    return src  # the worker thread is not started: tests drive it by hand
+
+
+def test_frame_at_a_keyframe_time_is_the_exact_render(source, real_poser):
+    pose = np.zeros(45, np.float32)
+    pose[P.INDEX["head_x_index"]] = 0.4
+    pose[P.INDEX["mouth_aaa_index"]] = 0.5
+    source.state["pose"] = quantize_face(pose)
+    frame = source.frame_at(100.0)  # no keyframe yet: made exactly, now
+    exact = real_poser.render(source.state["pose"])
+    assert np.abs(frame.astype(int) - exact.astype(int)).max() <= 1
+
+
+def test_in_between_frame_blends_neighbouring_keyframes(source, real_poser):
+    still = quantize_face(np.zeros(45, np.float32))
+    turned = still.copy()
+    turned[P.INDEX["head_y_index"]] = 0.3
+    source.state["pose"] = still
+    source.frame_at(100.0)
+    source.state["pose"] = turned
+    assert source._keyframe_job(101)  # the right keyframe, at t = 101 s, with the head turned
+    source.state["pose"] = quantize_face(still + (turned - still) * 0.5)
+    middle = source.frame_at(100.5).astype(float)
+    exact = real_poser.render(source.state["pose"]).astype(float)
+    rgb = lambda a: a[..., :3] * a[..., 3:] / 255 + 128 * (1 - a[..., 3:] / 255)  # noqa: E731 over grey
+    mse = np.mean((rgb(middle) - rgb(exact)) ** 2)
+    assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) > 35  # close to the exact render of the pose it shows
+
+
+def test_new_character_clears_faces_and_keyframes(source):
+    source.frame_at(100.0)
+    assert len(source.faces) == 1 and source._keyframes
+    source.image_changed()
+    assert len(source.faces) == 0 and not source._keyframes
+
+
+def test_event_makes_future_keyframes_stale(source):
+    source.frame_at(100.0)
+    assert source._keyframe_job(101)
+    assert not source._keyframe_job(101)  # already there, same generation
+    source.state["generation"] += 1
+    assert source._keyframe_job(101)  # re-rendered for the new future
+    assert source._keyframes[101].generation == 1
+
+
+def test_worker_fills_faces_for_coming_frames(source):
+    mouth = P.INDEX["mouth_aaa_index"]
+
+    def pose_at(t):
+        p = np.zeros(45, np.float32)
+        p[mouth] = (t - 100.0) * 2  # the mouth opens over the next half second
+        return quantize_face(np.clip(p, 0, 1))
+
+    source._pose_at = pose_at
+    source.frame_at(100.0)
+    jobs = 0
+    while source._face_job(100.0, 100.3) and jobs < 20:
+        jobs += 1
+    ticks = [100.0 + i / 25 for i in range(8)]
+    assert all(face_key(pose_at(t)) in source.faces for t in ticks)
+    misses = source.faces.misses
+    for t in ticks:
+        source.frame_at(t)
+    assert source.faces.misses == misses and source.stale_frames == 0
