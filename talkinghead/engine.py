@@ -162,9 +162,10 @@ class TalkingHead:
         with self._state_lock:
             return quantize_face(self.animator.pose_at(t))
 
-    def _render_frame(self, t: float) -> np.ndarray:
+    def _render_frame(self, t: float) -> tuple[np.ndarray, dict]:
         if self.source:
             return self.source.frame_at(t)
+        generation = self.animator.generation
         pose = self._pose_at(t)
         with self._poser_lock:
-            return self.poser.render(pose)
+            return self.poser.render(pose), {"pose": pose, "generation": generation}

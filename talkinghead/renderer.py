@@ -26,6 +26,7 @@ class Frame:
     rgba: np.ndarray
     png: bytes
     t: float  # animation time the frame shows
+    meta: dict = field(default_factory=dict)  # what the frame source says of it: pose, how it was made
     encoded: dict = field(default_factory=dict)  # ("jpeg", bg) -> bytes, filled lazily
 
 
@@ -36,10 +37,10 @@ class FrameSlot:
         self._cond = threading.Condition()
         self._frame: Frame | None = None
 
-    def publish(self, rgba: np.ndarray, png: bytes, t: float) -> None:
+    def publish(self, rgba: np.ndarray, png: bytes, t: float, meta: dict | None = None) -> None:
         with self._cond:
             seq = self._frame.seq + 1 if self._frame else 1
-            self._frame = Frame(seq, rgba, png, t)
+            self._frame = Frame(seq, rgba, png, t, meta or {})
             self._cond.notify_all()
 
     def latest(self, timeout: float | None = None) -> Frame | None:
@@ -66,9 +67,9 @@ class FrameSlot:
 
 
 class Renderer:
-    """Runs `render(t) -> rgba` on its own thread, no faster than `fps()`, and publishes to `slot`."""
+    """Runs `render(t) -> (rgba, meta)` on its own thread, no faster than `fps()`, and publishes to `slot`."""
 
-    def __init__(self, render: Callable[[float], np.ndarray], fps: Callable[[], float],
+    def __init__(self, render: Callable[[float], tuple[np.ndarray, dict]], fps: Callable[[], float],
                  clock: Callable[[], float] = time.monotonic):
         self.slot = FrameSlot()
         self._render = render
@@ -134,7 +135,7 @@ class Renderer:
 
     def _render_one(self) -> None:
         t = self._clock()
-        rgba = self._render(t)
-        self.slot.publish(rgba, encode.png(rgba), t)
+        rgba, meta = self._render(t)
+        self.slot.publish(rgba, encode.png(rgba), t, meta)
         self.frames_rendered += 1
         self._times.append(self._clock())

@@ -39,6 +39,14 @@ FACE_STEPS = 32  # eyebrow/face values are multiples of 1/32: invisible steps, a
 FACE_BOX = (slice(32, 224), slice(160, 352))
 
 
+def _one_torch_thread() -> None:
+    """Torch's thread count is per calling thread. The frame thread and the worker each keep theirs at one:
+    two threads each on two cores made a 16 ms composite take 200 ms (they fight over the same cores).
+    The backend (OpenVINO) runs the networks on its own threads."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 def quantize_face(pose: np.ndarray) -> np.ndarray:
     """The pose with its 39 eyebrow/face values rounded to multiples of 1/FACE_STEPS (rotation untouched)."""
     out = np.array(pose, dtype=np.float32)
@@ -163,23 +171,28 @@ class SmoothSource:
 
     # -- the frame: called by the renderer thread --------------------------------------------------------
     @torch.inference_mode()
-    def frame_at(self, t: float) -> np.ndarray:
+    def frame_at(self, t: float) -> tuple[np.ndarray, dict]:
+        """The frame for time t, and how it was made: {"pose", "generation", "stale_face", "blend"}."""
+        _one_torch_thread()
+        generation = self._generation()
         pose = self._pose_at(t)
-        face = self._face_for(pose)
+        face, stale = self._face_for(pose)
         left, right = self._bracket(t)
         if left is None:  # nothing to interpolate from yet (start, new character): render exactly, now
             left = self._render_keyframe(t, pose)
             self._store(self._index(t), left)
         if right is None or right.t <= left.t:
-            grid, color, alpha = left.grid, left.color, left.alpha
+            w, grid, color, alpha = 0.0, left.grid, left.color, left.alpha
         else:
             w = float(np.clip((t - left.t) / (right.t - left.t), 0.0, 1.0))
             grid = torch.lerp(left.grid, right.grid, w)
             color = torch.lerp(left.color, right.color, w)
             alpha = torch.lerp(left.alpha, right.alpha, w)
-        return self._compose(face, grid, color, alpha)
+        meta = {"pose": pose, "generation": generation, "stale_face": stale, "blend": w}
+        return self._compose(face, grid, color, alpha), meta
 
-    def _face_for(self, pose: np.ndarray) -> torch.Tensor:
+    def _face_for(self, pose: np.ndarray) -> tuple[torch.Tensor, bool]:
+        """The face for this pose, or (stale=True) the last one shown while the worker computes it."""
         key = face_key(pose)
         face = self.faces.get(key)
         if face is None:
@@ -190,9 +203,9 @@ class SmoothSource:
                     self._urgent.append(pose)
                     self._lock.notify_all()
                 self.stale_frames += 1
-                return self._last_face
+                return self._last_face, True
         self._last_face = face
-        return face
+        return face, False
 
     def _compose(self, face: torch.Tensor, grid: torch.Tensor, color: torch.Tensor,
                  alpha: torch.Tensor) -> np.ndarray:
@@ -276,6 +289,7 @@ class SmoothSource:
 
     # -- the worker ----------------------------------------------------------------------------------------
     def _work(self) -> None:
+        _one_torch_thread()
         while True:
             with self._lock:
                 while self._paused and not self._closed:

@@ -62,7 +62,7 @@ def test_frame_at_a_keyframe_time_is_the_exact_render(source, real_poser):
     pose[P.INDEX["head_x_index"]] = 0.4
     pose[P.INDEX["mouth_aaa_index"]] = 0.5
     source.state["pose"] = quantize_face(pose)
-    frame = source.frame_at(100.0)  # no keyframe yet: made exactly, now
+    frame, meta = source.frame_at(100.0)  # no keyframe yet: made exactly, now
     exact = real_poser.render(source.state["pose"])
     assert np.abs(frame.astype(int) - exact.astype(int)).max() <= 1
 
@@ -76,7 +76,7 @@ def test_in_between_frame_blends_neighbouring_keyframes(source, real_poser):
     source.state["pose"] = turned
     assert source._keyframe_job(101)  # the right keyframe, at t = 101 s, with the head turned
     source.state["pose"] = quantize_face(still + (turned - still) * 0.5)
-    middle = source.frame_at(100.5).astype(float)
+    middle = source.frame_at(100.5)[0].astype(float)
     exact = real_poser.render(source.state["pose"]).astype(float)
     rgb = lambda a: a[..., :3] * a[..., 3:] / 255 + 128 * (1 - a[..., 3:] / 255)  # noqa: E731 over grey
     mse = np.mean((rgb(middle) - rgb(exact)) ** 2)

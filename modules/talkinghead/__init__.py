@@ -35,28 +35,40 @@ def build_engine(config):
         poser = Poser.load(models_dir, variant, device)
     except weights.WeightsError as e:
         raise SetupError(str(e)) from None
-    backend = _apply_backend(poser, config.talkinghead_backend, device)
     if not weights.DEFAULT_CHARACTER.is_file():
         raise SetupError(f"default character {weights.DEFAULT_CHARACTER} is missing: "
                          "run `python -m talkinghead.weights` to fetch it")
+    first_character = load_character(weights.DEFAULT_CHARACTER.read_bytes())
+    backend = _apply_backend(poser, config.talkinghead_backend, first_character)
     # On a CPU exact frames take ~0.3 s or more: stream interpolated frames between exact keyframes.
     engine = TalkingHead(poser, smooth=(device == "cpu"), description={
         "backend": backend, "device": device, "model": variant, "models_dir": str(models_dir)})
-    engine.start(load_character(weights.DEFAULT_CHARACTER.read_bytes()))
+    engine.start(first_character)
     log.info("talkinghead ready: %s on %s (%s backend), default character %s",
              variant, device, backend, weights.DEFAULT_CHARACTER.name)
     return engine
 
 
-def _apply_backend(poser, name: str, device: str) -> str:
+def _apply_backend(poser, name: str, character) -> str:
+    """Run the networks on the chosen backend; returns what actually runs them (for stats and logs)."""
+    import numpy as np
+
+    from talkinghead import backends
+
     try:
-        from talkinghead import backends
-    except ImportError:  # backends not available in this build: plain torch
-        return "torch"
-    chosen = backends.resolve(name, device)
-    if chosen != "torch":
+        chosen = backends.resolve(name, poser.device)
+        if poser.device.type == "cuda":
+            if name == "auto":  # launch-bound at batch 1: CUDA graphs triple the frame rate
+                from talkinghead.backends.cuda_graphs import compile_for_cuda
+
+                poser.set_image(character)
+                compile_for_cuda(poser, warm_pose=np.zeros(45, np.float32))
+                return "torch.compile (CUDA graphs)"
+            return "torch"
         backends.apply_backend(poser, chosen)
-    return chosen
+    except backends.BackendError as e:
+        raise SetupError(str(e)) from None
+    return backends.active_backend(poser)
 
 
 def setup(app, config) -> None:

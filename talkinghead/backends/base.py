@@ -1,0 +1,34 @@
+"""What every non-torch backend shares: a stand-in nn.Module that takes and returns torch tensors."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .export import ExportedGraph
+
+
+class BackendNetwork(nn.Module):
+    """Runs an exported graph in place of the torch module it came from: same call signature, same
+    return structure (a tensor, a tuple of tensors, ...), float32 CPU tensors out. Subclasses implement
+    `run(arrays) -> arrays` on contiguous float32 numpy arrays, one per graph input / output, in order.
+
+    It is an nn.Module (without parameters) so that code typed for `dict[str, nn.Module]` keeps working."""
+
+    backend = "?"
+
+    def __init__(self, graph: ExportedGraph, name: str):
+        super().__init__()
+        self.graph = graph
+        self.name = name
+
+    def forward(self, *inputs: Tensor):
+        # numpy views share memory with the (CPU, float32, contiguous) tensors: no copy on the way in.
+        arrays = [np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy()) for t in inputs]
+        return self.graph.regroup([torch.from_numpy(a) for a in self.run(arrays)])
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, backend={self.backend}, graph={self.graph.path.name}"
