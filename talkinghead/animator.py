@@ -138,10 +138,14 @@ class Animator:
             if settings == self._settings:
                 return  # the client re-sends its settings on every load; nothing changes
             t = self._begin_event(t)
-            self._settings = settings
+            old, self._settings = self._settings, settings
             self._retarget_face(t)
+            # Keep heading for the current sway target unless the sway's own settings changed: a target
+            # drawn under the old strength (say ±0.6) must not outlive a new one (say 0).
+            same_sway = all(getattr(settings, k) == getattr(old, k) for k in
+                            ("sway_morphs", "sway_macro_strength", "sway_micro_strength"))
             self._sway = _SwayTrack.start(self._random, self._events, t, self._templates[self._emotion],
-                                          settings, previous=self._sway, keep_target=True)
+                                          settings, previous=self._sway, keep_target=same_sway)
             self._reschedule_blinks(t, rapid_until=self._blinks.rapid_until)
             self._breathing = _Breathing(t, self._breathing.phase(t), settings.breathing_cycle_duration)
             self._restart_mouth(t, self._talking)

@@ -124,7 +124,8 @@ class TalkingHead:
             "frames_rendered": self.renderer.frames_rendered,
             "render_fps": round(self.renderer.fps_last(5.0), 2),
             "target_fps": fps,
-            "ms_per_stage": {k: round(v, 2) for k, v in dict(getattr(self.poser, "last_timings", {})).items()},
+            "ms_per_stage": {k: round(v, 2) for k, v in dict(
+                self.source.timings if self.source else getattr(self.poser, "last_timings", {})).items()},
             "viewers": self.viewers.count,
             "state": "paused" if self.renderer.paused else "running",
             "emotion": emotion,

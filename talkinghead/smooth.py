@@ -139,6 +139,8 @@ class SmoothSource:
         self._thread: threading.Thread | None = None
         self.keyframes_rendered = 0
         self.last_keyframe_ms = 0.0
+        self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, compose
+        self.keyframe_cost = 0.5  # seconds, a running estimate: how far ahead the next keyframe must be
         self.stale_frames = 0  # frames shown with a face that was not the exact one (cache miss)
 
     # -- control -----------------------------------------------------------------------------------------
@@ -189,11 +191,15 @@ class SmoothSource:
             color = torch.lerp(left.color, right.color, w)
             alpha = torch.lerp(left.alpha, right.alpha, w)
         meta = {"pose": pose, "generation": generation, "stale_face": stale, "blend": w}
-        return self._compose(face, grid, color, alpha), meta
+        started = time.perf_counter()
+        frame = self._compose(face, grid, color, alpha)
+        self.timings["compose"] = (time.perf_counter() - started) * 1000
+        return frame, meta
 
     def _face_for(self, pose: np.ndarray) -> tuple[torch.Tensor, bool]:
         """The face for this pose, or (stale=True) the last one shown while the worker computes it."""
         key = face_key(pose)
+        version = self._image_version
         face = self.faces.get(key)
         if face is None:
             if self._last_face is None:
@@ -204,7 +210,9 @@ class SmoothSource:
                     self._lock.notify_all()
                 self.stale_frames += 1
                 return self._last_face, True
-        self._last_face = face
+        with self._lock:
+            if version == self._image_version:  # not a face of the character that was just replaced
+                self._last_face = face
         return face, False
 
     def _compose(self, face: torch.Tensor, grid: torch.Tensor, color: torch.Tensor,
@@ -230,14 +238,14 @@ class SmoothSource:
         return math.floor(t / self.keyframe_interval + 1e-9)
 
     def _bracket(self, t: float) -> tuple[Keyframe | None, Keyframe | None]:
-        k = self._index(t)
+        """The latest keyframe at or before t and the earliest after it. When the worker has fallen behind
+        (a slow or busy CPU) grid points are skipped and the blend simply spans a longer gap. A right-hand
+        keyframe made before an event still carries the motion on until its fresh copy lands."""
         with self._lock:
-            left = self._keyframes.get(k)
-            if left is None:  # fall back to the latest keyframe before t
-                earlier = [i for i in self._keyframes if i < k]
-                left = self._keyframes[max(earlier)] if earlier else None
-            # A right keyframe from before an event still carries the motion on until its fresh copy lands.
-            right = self._keyframes.get(k + 1)
+            before = [i for i, kf in self._keyframes.items() if kf.t <= t]
+            after = [i for i, kf in self._keyframes.items() if kf.t > t]
+            left = self._keyframes[max(before)] if before else None
+            right = self._keyframes[min(after)] if after else None
         return left, right
 
     def _store(self, index: int, keyframe: Keyframe) -> None:
@@ -245,10 +253,9 @@ class SmoothSource:
             if keyframe.image_version != self._image_version:
                 return
             self._keyframes[index] = keyframe
-            # Drop keyframes the clock has left behind, but always keep the latest one before now: when the
-            # worker falls behind, frames hold on to it instead of waiting for an exact render.
-            now_k = self._index(self._clock())
-            past = sorted(i for i in self._keyframes if i <= now_k)
+            # Drop keyframes the clock has left behind, but keep the latest one before now: frames need it.
+            now = self._clock()
+            past = sorted(i for i, kf in self._keyframes.items() if kf.t <= now)
             for i in past[:-1]:
                 del self._keyframes[i]
 
@@ -268,6 +275,8 @@ class SmoothSource:
         keyframe = Keyframe(t, generation, version, pose, grid.float(), color.float(), alpha.float())
         self.keyframes_rendered += 1
         self.last_keyframe_ms = (time.perf_counter() - started) * 1000
+        self.timings["keyframe"] = self.last_keyframe_ms
+        self.keyframe_cost = 0.7 * self.keyframe_cost + 0.3 * self.last_keyframe_ms / 1000
         return keyframe
 
     def _face_for_keyframe(self, pose: np.ndarray) -> torch.Tensor:
@@ -277,6 +286,7 @@ class SmoothSource:
     @torch.inference_mode()
     def _compute_face(self, pose: np.ndarray) -> torch.Tensor:
         key = face_key(pose)
+        started = time.perf_counter()
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         with self._poser_lock:
             version = self._image_version
@@ -285,6 +295,7 @@ class SmoothSource:
         face = full[(..., *FACE_BOX)].float().clone()
         if version == self._image_version:
             self.faces.put(key, face)
+        self.timings["face"] = (time.perf_counter() - started) * 1000
         return face
 
     # -- the worker ----------------------------------------------------------------------------------------
@@ -308,28 +319,29 @@ class SmoothSource:
         """Do the most urgent piece of work; False when there is nothing to do."""
         with self._lock:
             urgent = self._urgent.popleft() if self._urgent else None
+            empty = not self._keyframes
         if urgent is not None:
             if face_key(urgent) not in self.faces:
                 self._compute_face(urgent)
             return True
         now = self._clock()
-        k = self._index(now)
-        # The left keyframe first (frames need it), then faces for the very next frames, then the right keyframe,
-        # then faces further ahead, then one more keyframe ahead.
-        for job in (lambda: self._keyframe_job(k, allow_stale=True),
-                    lambda: self._face_job(now, now + 0.2),
-                    lambda: self._keyframe_job(k + 1),
+        if empty:
+            return self._keyframe_job(self._index(now))
+        # The next grid point that is still ahead of the clock when a keyframe started now is done: behind
+        # schedule, the worker skips grid points rather than render frames that are already history.
+        first = self._index(now + self.keyframe_cost) + 1
+        for job in (lambda: self._face_job(now, now + 0.2),
+                    lambda: self._keyframe_job(first),
                     lambda: self._face_job(now + 0.2, now + self.face_lookahead),
-                    lambda: self._keyframe_job(k + 2)):
+                    lambda: self._keyframe_job(first + 1)):
             if job():
                 return True
         return False
 
-    def _keyframe_job(self, index: int, allow_stale: bool = False) -> bool:
-        generation = self._generation()
+    def _keyframe_job(self, index: int) -> bool:
         with self._lock:
             existing = self._keyframes.get(index)
-        if existing is not None and (existing.generation == generation or allow_stale):
+        if existing is not None and existing.generation == self._generation():
             return False
         t = index * self.keyframe_interval
         keyframe = self._render_keyframe(t, self._pose_at(t))

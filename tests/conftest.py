@@ -83,7 +83,9 @@ class LiveServer:
     def __init__(self, app):
         import waitress
 
-        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=16, channel_timeout=10)
+        # poll(): closing the server while its loop waits reports the closed socket instead of raising.
+        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=16, channel_timeout=10,
+                                             asyncore_use_poll=True)
         self.port = self.server.effective_port
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -91,6 +93,7 @@ class LiveServer:
 
     def close(self):
         self.server.close()
+        self.thread.join(timeout=5)
 
 
 @pytest.fixture

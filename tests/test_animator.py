@@ -384,3 +384,12 @@ def test_resending_the_same_templates_and_settings_changes_nothing():
     animator.set_templates(load_default_templates(), 2.0)  # the client sends `{}` on every load
     animator.set_settings(AnimatorSettings.from_json({}), 2.0)
     np.testing.assert_array_equal(animator.pose_at(30.0), ahead)
+
+
+def test_turning_sway_off_stops_the_head_within_the_settle_time():
+    animator = make_animator(seed=7)
+    animator.pose_at(2.0)
+    animator.set_settings(AnimatorSettings.from_json({"sway_macro_strength": 0, "sway_micro_strength": 0}), 2.0)
+    sway = [pose.INDEX[name] for name in SWAYABLE_MORPHS]
+    for t in (4.0, 5.0, 6.0):
+        assert np.abs(animator.pose_at(t)[sway]).max() < 0.01, t

@@ -1,0 +1,187 @@
+"""The stream as a viewer sees it, on this CPU: distinct frames per second, how close each delivered frame is
+to the exact render of the pose it shows, how fast events show, time to the first frame, peak memory.
+
+    python bench/bench_stream.py [--seconds 30] [--backend auto] [--sample-every 5]
+
+Runs the real engine (smooth mode, as the server does on a CPU) in this process with the classifier loaded
+too (for peak RSS), samples delivered frames, and afterwards renders the exact frame of each sampled pose
+with the same poser. PSNR is on RGB composited over mid-grey, 8-bit; "face" is rows 32:224, cols 160:352.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from talkinghead import backends, weights  # noqa: E402
+from talkinghead.engine import TalkingHead  # noqa: E402
+from talkinghead.image import load_character  # noqa: E402
+from talkinghead.tha3.poser import Poser  # noqa: E402
+
+FACE = (slice(32, 224), slice(160, 352))
+
+
+def over_grey(rgba: np.ndarray) -> np.ndarray:
+    a = rgba[..., 3:4].astype(np.float64) / 255.0
+    return rgba[..., :3].astype(np.float64) * a + 128.0 * (1.0 - a)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a - b) ** 2))
+    return 99.0 if mse < 1e-10 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+class Sampler:
+    """Watches the latest-frame slot like a viewer: counts distinct frames, keeps every n-th with its pose."""
+
+    def __init__(self, engine: TalkingHead, every: int):
+        self.engine, self.every = engine, every
+        self.count, self.samples, self._stop = 0, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.duration = time.monotonic() - self.started
+
+    def _run(self):
+        seq = self.engine.slot.latest().seq
+        while not self._stop.is_set():
+            frame = self.engine.slot.wait_newer(seq, timeout=0.2)
+            if frame is None or frame.seq == seq:
+                continue
+            seq = frame.seq
+            self.count += 1
+            if self.count % self.every == 0:
+                self.samples.append((frame.rgba.copy(), frame.meta.get("pose")))
+
+
+def quality(poser: Poser, samples) -> dict:
+    face, full = [], []
+    for rgba, pose in samples:
+        exact = over_grey(poser.render(pose))
+        got = over_grey(rgba)
+        face.append(psnr(got[FACE], exact[FACE]))
+        full.append(psnr(got, exact))
+    return {"face_mean": statistics.mean(face), "face_worst": min(face),
+            "full_mean": statistics.mean(full), "full_worst": min(full), "n": len(face)}
+
+
+def event_latency(engine: TalkingHead, command) -> float:
+    """Seconds from a command to the first delivered frame made from a post-event pose with its own face."""
+    start = time.monotonic()
+    command()
+    generation = engine.animator.generation
+    seq = engine.slot.latest().seq
+    while time.monotonic() - start < 5:
+        frame = engine.slot.wait_newer(seq, timeout=0.5)
+        seq = frame.seq
+        if frame.meta.get("generation", -1) >= generation and not frame.meta.get("stale_face", False):
+            return time.monotonic() - start
+    return float("inf")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--sample-every", type=int, default=5)
+    args = ap.parse_args()
+
+    from classifier import load_classifier
+
+    classifier = load_classifier()
+    poser = Poser.load(weights.MODELS_DIR, "separable_float", "cpu")
+    backends.apply_backend(poser, args.backend)
+    backend = backends.active_backend(poser)
+    character = load_character(weights.DEFAULT_CHARACTER.read_bytes())
+    other = load_character((weights.IMAGES_DIR / "lambda_01.png").read_bytes())
+
+    rows = []
+    # The exact path for comparison (every frame a full render), a short run.
+    exact_engine = TalkingHead(poser, smooth=False, seed=7)
+    exact_engine.start(character)
+    with Sampler(exact_engine, every=10**9) as s:
+        time.sleep(min(10.0, args.seconds))
+    exact_engine.close()
+    rows.append(("exact renders only (idle)", s.count / s.duration, None))
+
+    engine = TalkingHead(poser, smooth=True, seed=7)
+    t0 = time.monotonic()
+    engine.start(character)
+    first_frame_start = time.monotonic() - t0
+    time.sleep(3)  # let the worker get ahead of the clock
+    with Sampler(engine, args.sample_every) as idle:
+        for text in ("I love this!", "What do you mean?", "That is so sad.") * 3:
+            classifier.classify(text)
+        time.sleep(args.seconds)
+    engine.start_talking()
+    time.sleep(1)
+    with Sampler(engine, args.sample_every) as talking:
+        time.sleep(args.seconds)
+    engine.stop_talking()
+    time.sleep(1)
+    latencies = {
+        "set_emotion surprise": event_latency(engine, lambda: engine.set_emotion("surprise")),
+        "start_talking": event_latency(engine, engine.start_talking),
+        "stop_talking": event_latency(engine, engine.stop_talking),
+        "set_emotion joy": event_latency(engine, lambda: engine.set_emotion("joy")),
+    }
+    seq = engine.slot.latest().seq
+    t0 = time.monotonic()
+    engine.load(_png(other))
+    engine.slot.wait_newer(seq, timeout=10)
+    while engine.slot.latest().meta.get("generation") is None:
+        time.sleep(0.001)
+    load_to_first = time.monotonic() - t0
+    stats = engine.stats()
+    engine.close()
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    poser.set_image(character)  # the samples show the first character
+    q_idle, q_talk = quality(poser, idle.samples), quality(poser, talking.samples)
+    rows += [("smooth stream, idle", idle.count / idle.duration, q_idle),
+             ("smooth stream, talking", talking.count / talking.duration, q_talk)]
+
+    print(f"backend: {backend}; {args.seconds:.0f} s per phase; quality sampled every {args.sample_every}th "
+          f"delivered frame; face cache {stats.get('face_cache')}, stale-face frames "
+          f"{stats.get('stale_face_frames')}, last keyframe {stats.get('keyframe_ms')} ms\n")
+    print("| stream | distinct frames/s | face PSNR mean / worst (dB) | full PSNR mean / worst (dB) | frames compared |")
+    print("|---|---:|---:|---:|---:|")
+    for label, fps, q in rows:
+        if q is None:
+            print(f"| {label} | {fps:.2f} | exact | exact | – |")
+        else:
+            print(f"| {label} | {fps:.2f} | {q['face_mean']:.1f} / {q['face_worst']:.1f} | "
+                  f"{q['full_mean']:.1f} / {q['full_worst']:.1f} | {q['n']} |")
+    print("\n| event | time to the first frame showing it (ms) |")
+    print("|---|---:|")
+    for label, seconds in latencies.items():
+        print(f"| {label} | {seconds * 1000:.0f} |")
+    print(f"\n| start-up and memory | value |\n|---|---:|\n| first frame at start (render on the calling "
+          f"thread) | {first_frame_start * 1000:.0f} ms |\n| `load` of a new character → its first frame | "
+          f"{load_to_first * 1000:.0f} ms |\n| peak RSS, classifier + talkinghead | {peak_rss_mb:.0f} MB |")
+    return 0
+
+
+def _png(rgba: np.ndarray) -> bytes:
+    from talkinghead import encode
+
+    return encode.png(rgba)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
