@@ -10,6 +10,7 @@ with the same poser. PSNR is on RGB composited over mid-grey, 8-bit; "face" is r
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import sys
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from talkinghead import backends, weights  # noqa: E402
 from talkinghead.engine import TalkingHead  # noqa: E402
+from talkinghead.smooth import SMOOTH_BACKEND_THREADS  # noqa: E402
 from talkinghead.image import load_character  # noqa: E402
 from talkinghead.tha3.poser import Poser  # noqa: E402
 
@@ -81,15 +83,16 @@ def quality(poser: Poser, samples) -> dict:
 
 
 def event_latency(engine: TalkingHead, command) -> float:
-    """Seconds from a command to the first delivered frame made from a post-event pose with its own face."""
+    """Seconds from a command to the first delivered frame whose face differs from the one before it
+    (the event shows: a new expression, an opening or closing mouth)."""
+    before = engine.slot.latest().meta.get("face_shown")
     start = time.monotonic()
     command()
-    generation = engine.animator.generation
     seq = engine.slot.latest().seq
     while time.monotonic() - start < 5:
         frame = engine.slot.wait_newer(seq, timeout=0.5)
         seq = frame.seq
-        if frame.meta.get("generation", -1) >= generation and not frame.meta.get("stale_face", False):
+        if frame.meta.get("face_shown") != before:
             return time.monotonic() - start
     return float("inf")
 
@@ -99,13 +102,16 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--sample-every", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="backend threads per network (default: as the server)")
+    ap.add_argument("--settings", default="{}", help='animator settings as JSON, e.g. {"sway_micro_strength": 0}')
     args = ap.parse_args()
+    settings = json.loads(args.settings)
 
     from classifier import load_classifier
 
     classifier = load_classifier()
     poser = Poser.load(weights.MODELS_DIR, "separable_float", "cpu")
-    backends.apply_backend(poser, args.backend)
+    backends.apply_backend(poser, args.backend, threads=args.threads or SMOOTH_BACKEND_THREADS)
     backend = backends.active_backend(poser)
     character = load_character(weights.DEFAULT_CHARACTER.read_bytes())
     other = load_character((weights.IMAGES_DIR / "lambda_01.png").read_bytes())
@@ -113,6 +119,7 @@ def main() -> int:
     rows = []
     # The exact path for comparison (every frame a full render), a short run.
     exact_engine = TalkingHead(poser, smooth=False, seed=7)
+    exact_engine.load_animator_settings(settings)
     exact_engine.start(character)
     with Sampler(exact_engine, every=10**9) as s:
         time.sleep(min(10.0, args.seconds))
@@ -120,6 +127,7 @@ def main() -> int:
     rows.append(("exact renders only (idle)", s.count / s.duration, None))
 
     engine = TalkingHead(poser, smooth=True, seed=7)
+    engine.load_animator_settings(settings)
     t0 = time.monotonic()
     engine.start(character)
     first_frame_start = time.monotonic() - t0
@@ -156,7 +164,7 @@ def main() -> int:
     rows += [("smooth stream, idle", idle.count / idle.duration, q_idle),
              ("smooth stream, talking", talking.count / talking.duration, q_talk)]
 
-    print(f"backend: {backend}; {args.seconds:.0f} s per phase; quality sampled every {args.sample_every}th "
+    print(f"backend: {backend}; animator settings {settings or 'defaults'}; {args.seconds:.0f} s per phase; quality sampled every {args.sample_every}th "
           f"delivered frame; face cache {stats.get('face_cache')}, stale-face frames "
           f"{stats.get('stale_face_frames')}, last keyframe {stats.get('keyframe_ms')} ms\n")
     print("| stream | distinct frames/s | face PSNR mean / worst (dB) | full PSNR mean / worst (dB) | frames compared |")

@@ -17,7 +17,7 @@ from talkinghead.animator import Animator
 from talkinghead.image import load_character
 from talkinghead.renderer import Renderer
 from talkinghead.settings import AnimatorSettings
-from talkinghead.smooth import SmoothSource, quantize_face
+from talkinghead.smooth import PoserLocks, SmoothSource, quantize_face
 from talkinghead.stream import Viewers
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,13 @@ class TalkingHead:
         self.description = dict(description or {})
         self._clock = clock
         self._state_lock = threading.Lock()   # animator state: commands write, the render thread reads
-        self._poser_lock = threading.Lock()   # the poser is not re-entrant (cached per-image state)
+        self._poser_lock = PoserLocks()  # the poser is not re-entrant; `with` takes all of it
         self._default_templates = emotions.load_default_templates()
         self.animator = Animator(self._default_templates, AnimatorSettings(), seed=seed, start_time=clock())
         self.viewers = Viewers()
         fps = lambda: self.animator.settings.target_fps  # noqa: E731
         self.source = SmoothSource(poser, self._pose_at, lambda: self.animator.generation, fps, clock,
-                                   poser_lock=self._poser_lock) if smooth else None
+                                   locks=self._poser_lock) if smooth else None
         self.renderer = Renderer(self._render_frame, fps=fps, clock=clock)
         self.slot = self.renderer.slot
         self.character_loaded = False

@@ -35,8 +35,17 @@ from talkinghead import pose as P
 
 log = logging.getLogger(__name__)
 
-FACE_STEPS = 32  # eyebrow/face values are multiples of 1/32: invisible steps, a small set of shapes
+# Eyebrow/face values are snapped to a lattice, so the same face shapes recur and each is computed once:
+# steps of 1/16 (invisible in a blink or an emotion's transition), and 1/4 for the five vowel shapes, which
+# change many times a second while talking (speech at 12 shapes/s stays readable on that lattice).
+FACE_STEPS = 16
+VOWEL_STEPS = 4
+_STEPS = np.full(P.NUM_EYEBROW + P.NUM_FACE, FACE_STEPS, dtype=np.float32)
+_STEPS[[P.INDEX[f"mouth_{v}_index"] for v in ("aaa", "iii", "uuu", "eee", "ooo")]] = VOWEL_STEPS
 FACE_BOX = (slice(32, 224), slice(160, 352))
+# Threads per network for the backend in smooth mode: the frame thread and two workers already share the
+# cores, so each network runs on one (more only makes them fight over the same two cores).
+SMOOTH_BACKEND_THREADS = 1
 
 
 def _one_torch_thread() -> None:
@@ -48,15 +57,15 @@ def _one_torch_thread() -> None:
 
 
 def quantize_face(pose: np.ndarray) -> np.ndarray:
-    """The pose with its 39 eyebrow/face values rounded to multiples of 1/FACE_STEPS (rotation untouched)."""
+    """The pose with its 39 eyebrow/face values snapped to the face lattice (rotation untouched)."""
     out = np.array(pose, dtype=np.float32)
     face = slice(0, P.NUM_EYEBROW + P.NUM_FACE)
-    out[face] = np.round(out[face] * FACE_STEPS) / FACE_STEPS
+    out[face] = np.round(out[face] * _STEPS) / _STEPS
     return out
 
 
 def face_key(pose: np.ndarray) -> bytes:
-    return np.round(np.asarray(pose[:P.NUM_EYEBROW + P.NUM_FACE]) * FACE_STEPS).astype(np.int8).tobytes()
+    return np.round(np.asarray(pose[:P.NUM_EYEBROW + P.NUM_FACE]) * _STEPS).astype(np.int8).tobytes()
 
 
 @dataclass
@@ -68,6 +77,36 @@ class Keyframe:
     grid: torch.Tensor    # (1, 2, 512, 512) editor's output grid change
     color: torch.Tensor   # (1, 4, 512, 512) colour change
     alpha: torch.Tensor   # (1, 4, 512, 512) colour-change alpha
+
+
+class PoserLocks:
+    """The face networks (eyebrow combiner, face morpher) and the body networks (rotator, editor) are
+    different models, so the two workers may run one each at the same time; a whole render, or a new
+    character, takes both (`with locks:`)."""
+
+    def __init__(self):
+        self.face = threading.Lock()
+        self.body = threading.Lock()
+
+    def __enter__(self):
+        self.face.acquire()
+        self.body.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.body.release()
+        self.face.release()
+
+
+def _blend_weight(pose: np.ndarray, left: Keyframe, right: Keyframe, t: float) -> float:
+    """How far the pose is from the left keyframe toward the right one, measured on the six rotation values
+    (the editor's output follows them): sway eases in and out, so time alone would run ahead or lag."""
+    a, b, r = left.pose[P.ROTATION], right.pose[P.ROTATION], pose[P.ROTATION]
+    span = b - a
+    denominator = float(np.dot(span, span))
+    if denominator < 1e-8:  # the keyframes hardly differ: time is as good a measure as any
+        return float(np.clip((t - left.t) / (right.t - left.t), 0.0, 1.0))
+    return float(np.clip(np.dot(r - a, span) / denominator, 0.0, 1.0))
 
 
 class FaceCache:
@@ -117,8 +156,8 @@ class SmoothSource:
 
     def __init__(self, poser, pose_at: Callable[[float], np.ndarray], generation: Callable[[], int],
                  fps: Callable[[], float], clock: Callable[[], float] = time.monotonic, *,
-                 poser_lock: threading.Lock | None = None, keyframe_interval: float = 1.0,
-                 face_lookahead: float = 0.6, max_faces: int = 400):
+                 locks: PoserLocks | None = None, keyframe_interval: float = 1.0,
+                 face_lookahead: float = 3.0, max_faces: int = 400):
         self.poser = poser
         self._pose_at = pose_at
         self._generation = generation
@@ -129,14 +168,17 @@ class SmoothSource:
         self.faces = FaceCache(max_faces)
         self._keyframes: dict[int, Keyframe] = {}  # grid index -> keyframe
         self._lock = threading.Condition()
-        self._poser_lock = poser_lock or threading.Lock()  # shared with whoever else runs the poser
-        self._urgent: collections.deque[np.ndarray] = collections.deque()
-        self._last_face: torch.Tensor | None = None
+        self._locks = locks or PoserLocks()  # shared with whoever else runs the poser
+        # Faces a frame missed; only the latest matters (older ones are history by the time they'd be done).
+        self._urgent: collections.deque[np.ndarray] = collections.deque(maxlen=1)
+        self._eyebrows = FaceCache(8)  # eyebrow-combiner outputs: eyebrows rarely move while the face does
+        self._last_face: tuple[bytes, torch.Tensor] | None = None  # key and face of the last face shown
+        self._recent_face: tuple[bytes, torch.Tensor] | None = None  # made for the latest miss
         self._base_grid: torch.Tensor | None = None
         self._image_version = 0  # bumped on a new character; work begun for the old one is not kept
         self._closed = False
         self._paused = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.keyframes_rendered = 0
         self.last_keyframe_ms = 0.0
         self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, compose
@@ -148,9 +190,12 @@ class SmoothSource:
         with self._lock:
             self._paused = False
             self._lock.notify_all()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="talkinghead-keyframes", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            self._threads = [threading.Thread(target=self._work, args=(jobs,), name=f"talkinghead-{name}",
+                                              daemon=True)
+                             for name, jobs in (("keyframes", self._keyframe_jobs), ("faces", self._face_jobs))]
+            for thread in self._threads:
+                thread.start()
 
     def pause(self) -> None:
         with self._lock:
@@ -160,14 +205,16 @@ class SmoothSource:
         with self._lock:
             self._closed = True
             self._lock.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def image_changed(self) -> None:
         """The poser has a new character: every cached face and keyframe belongs to the old one."""
         with self._lock:
             self._image_version += 1
             self.faces.clear()
+            self._eyebrows.clear()
+            self._recent_face = None
             self._keyframes.clear()
             self._last_face = None
 
@@ -178,7 +225,7 @@ class SmoothSource:
         _one_torch_thread()
         generation = self._generation()
         pose = self._pose_at(t)
-        face, stale = self._face_for(pose)
+        face, shown_key, stale = self._face_for(pose)
         left, right = self._bracket(t)
         if left is None:  # nothing to interpolate from yet (start, new character): render exactly, now
             left = self._render_keyframe(t, pose)
@@ -186,34 +233,35 @@ class SmoothSource:
         if right is None or right.t <= left.t:
             w, grid, color, alpha = 0.0, left.grid, left.color, left.alpha
         else:
-            w = float(np.clip((t - left.t) / (right.t - left.t), 0.0, 1.0))
+            w = _blend_weight(pose, left, right, t)
             grid = torch.lerp(left.grid, right.grid, w)
             color = torch.lerp(left.color, right.color, w)
             alpha = torch.lerp(left.alpha, right.alpha, w)
-        meta = {"pose": pose, "generation": generation, "stale_face": stale, "blend": w}
+        meta = {"pose": pose, "generation": generation, "stale_face": stale, "face_shown": shown_key, "blend": w}
         started = time.perf_counter()
         frame = self._compose(face, grid, color, alpha)
         self.timings["compose"] = (time.perf_counter() - started) * 1000
         return frame, meta
 
-    def _face_for(self, pose: np.ndarray) -> tuple[torch.Tensor, bool]:
-        """The face for this pose, or (stale=True) the last one shown while the worker computes it."""
+    def _face_for(self, pose: np.ndarray) -> tuple[torch.Tensor, bytes, bool]:
+        """The face for this pose and its key, or (stale=True) the last one shown while the worker
+        computes this one."""
         key = face_key(pose)
         version = self._image_version
-        face = self.faces.get(key)
+        face, last = self.faces.get(key), self._recent_face or self._last_face
         if face is None:
-            if self._last_face is None:
+            if last is None:
                 face = self._compute_face(pose)
-            else:  # show the previous face for a frame or two; the worker computes this one first
+            else:  # the nearest face we have (the one computed for the latest miss) while this one is made
                 with self._lock:
                     self._urgent.append(pose)
                     self._lock.notify_all()
                 self.stale_frames += 1
-                return self._last_face, True
+                return last[1], last[0], True
         with self._lock:
             if version == self._image_version:  # not a face of the character that was just replaced
-                self._last_face = face
-        return face, False
+                self._last_face, self._recent_face = (key, face), None
+        return face, key, False
 
     def _compose(self, face: torch.Tensor, grid: torch.Tensor, color: torch.Tensor,
                  alpha: torch.Tensor) -> np.ndarray:
@@ -267,7 +315,7 @@ class SmoothSource:
         face = self._face_for_keyframe(pose)
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         rotation = p[:, P.ROTATION]
-        with self._poser_lock:
+        with self._locks.body:
             image = self.poser.image.clone()
             image[(..., *FACE_BOX)] = face.to(image.dtype)
             warped, grid_change = self.poser.rotate(image, rotation)
@@ -288,9 +336,13 @@ class SmoothSource:
         key = face_key(pose)
         started = time.perf_counter()
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
-        with self._poser_lock:
+        eyebrow_key = key[:P.NUM_EYEBROW]
+        with self._locks.face:
             version = self._image_version
-            eyebrows = self.poser.morph_eyebrows(p[:, P.EYEBROW])
+            eyebrows = self._eyebrows.get(eyebrow_key)
+            if eyebrows is None:
+                eyebrows = self.poser.morph_eyebrows(p[:, P.EYEBROW])
+                self._eyebrows.put(eyebrow_key, eyebrows)
             full = self.poser.face_morph(p[:, P.FACE], eyebrows)
         face = full[(..., *FACE_BOX)].float().clone()
         if version == self._image_version:
@@ -299,7 +351,7 @@ class SmoothSource:
         return face
 
     # -- the worker ----------------------------------------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, next_job: Callable[[], bool]) -> None:
         _one_torch_thread()
         while True:
             with self._lock:
@@ -308,35 +360,39 @@ class SmoothSource:
                 if self._closed:
                     return
             try:
-                if not self._do_one_job():
+                if not next_job():
                     with self._lock:
                         self._lock.wait(0.02)
             except Exception:
                 log.exception("smooth-stream worker failed on a job; continuing")
                 time.sleep(0.5)
 
-    def _do_one_job(self) -> bool:
-        """Do the most urgent piece of work; False when there is nothing to do."""
+    def _face_jobs(self) -> bool:
+        """One face: the one a frame just missed, else the next one the coming frames will need (idle, the
+        face changes only in blinks, scheduled seconds ahead: they are ready long before)."""
         with self._lock:
             urgent = self._urgent.popleft() if self._urgent else None
-            empty = not self._keyframes
         if urgent is not None:
             if face_key(urgent) not in self.faces:
-                self._compute_face(urgent)
+                version = self._image_version
+                face = self._compute_face(urgent)
+                with self._lock:
+                    if version == self._image_version:
+                        self._recent_face = (face_key(urgent), face)
             return True
         now = self._clock()
+        return self._face_job(now, now + 1.0) or self._face_job(now + 1.0, now + self.face_lookahead)
+
+    def _keyframe_jobs(self) -> bool:
+        """One keyframe: the first grid point still ahead of the clock when one started now is done (behind
+        schedule, grid points are skipped rather than rendered as history), else the one after it."""
+        now = self._clock()
+        with self._lock:
+            empty = not self._keyframes
         if empty:
             return self._keyframe_job(self._index(now))
-        # The next grid point that is still ahead of the clock when a keyframe started now is done: behind
-        # schedule, the worker skips grid points rather than render frames that are already history.
         first = self._index(now + self.keyframe_cost) + 1
-        for job in (lambda: self._face_job(now, now + 0.2),
-                    lambda: self._keyframe_job(first),
-                    lambda: self._face_job(now + 0.2, now + self.face_lookahead),
-                    lambda: self._keyframe_job(first + 1)):
-            if job():
-                return True
-        return False
+        return self._keyframe_job(first) or self._keyframe_job(first + 1)
 
     def _keyframe_job(self, index: int) -> bool:
         with self._lock:

@@ -187,6 +187,60 @@ def test_two_pass_instance_norm_matches_torch():
         torch.testing.assert_close(rewritten(*TOY_INPUTS), module(*TOY_INPUTS), atol=1e-5, rtol=1e-5)
 
 
+def small_networks(separable: bool) -> dict[str, nn.Module]:
+    """The per-frame THA3 networks at toy sizes (random weights), as the poser holds them."""
+    from talkinghead.tha3 import BodyRotator, Editor, EyebrowMorphingCombiner, FaceMorpher
+    from talkinghead.tha3.editor import EditorChanges
+
+    kw = dict(separable=separable, start_channels=8, bottleneck_size=8, num_bottleneck_blocks=2, max_channels=32)
+    return {"eyebrow_morphing_combiner": EyebrowMorphingCombiner(image_size=32, **kw),
+            "face_morpher": FaceMorpher(image_size=32, **kw),
+            "two_algo_face_body_rotator": BodyRotator(image_size=32, **kw),
+            "editor": EditorChanges(Editor(image_size=32, **kw))}
+
+
+def small_inputs(name: str) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.rand(*shape[:-2], 32, 32, dtype=torch.float64) * 2 - 1 if len(shape) == 4 else
+                 torch.rand(*shape, dtype=torch.float64) for shape in backends.INPUT_SHAPES[name])
+
+
+@pytest.mark.parametrize("separable", [True, False], ids=["separable", "standard"])
+@pytest.mark.parametrize("rewrite", sorted(rewrites.REWRITES))
+def test_rewrites_compute_the_same_function(rewrite, separable):
+    """In float64, where only the order of operations differs, each rewrite matches the module to ~1e-12."""
+    torch.manual_seed(4)
+    for name, module in small_networks(separable).items():
+        module = module.double().eval()
+        with torch.no_grad():  # random affine norm parameters, so the norms' scale and shift matter
+            for m in module.modules():
+                if isinstance(m, nn.InstanceNorm2d):
+                    m.weight.uniform_(0.5, 2.0)
+                    m.bias.uniform_(-1.0, 1.0)
+        inputs = small_inputs(name)
+        rewritten = rewrites.REWRITES[rewrite](module)
+        with torch.no_grad():
+            expected, actual = module(*inputs), rewritten(*inputs)
+        assert type(actual) is type(expected), name
+        for a, e in zip(*(x if isinstance(x, tuple) else (x,) for x in (actual, expected))):
+            torch.testing.assert_close(a, e, atol=1e-10, rtol=1e-10, msg=f"{rewrite} {name}")
+
+
+@pytest.mark.parametrize("separable", [True, False], ids=["separable", "standard"])
+def test_rewrites_remove_what_they_should(separable):
+    networks = small_networks(separable)
+    editor = rewrites.with_resize_conv_as_transposed(networks["editor"])
+    rotator = rewrites.with_resize_conv_as_transposed(networks["two_algo_face_body_rotator"])
+    for rewritten, original in ((editor, networks["editor"]), (rotator, networks["two_algo_face_body_rotator"])):
+        assert any(isinstance(m, nn.Upsample) for m in original.modules())
+        assert not any(isinstance(m, nn.Upsample) for m in rewritten.modules())
+    morpher = rewrites.with_merged_heads(networks["face_morpher"])
+    assert isinstance(morpher, rewrites.MergedHeadsFaceMorpher) and morpher.heads.sizes == [2, 1, 4, 1, 4]
+    # Modules a rewrite does not know pass through as copies.
+    module = OneHead()
+    for rewrite in rewrites.REWRITES.values():
+        assert type(rewrite(module)) is OneHead and rewrite(module) is not module
+
+
 # ---- the real networks ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

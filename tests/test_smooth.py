@@ -7,15 +7,17 @@ import pytest
 import torch
 
 from talkinghead import pose as P
-from talkinghead.smooth import FACE_STEPS, FaceCache, SmoothSource, face_key, quantize_face
+from talkinghead.smooth import FACE_STEPS, VOWEL_STEPS, FaceCache, SmoothSource, face_key, quantize_face
 
 
 def test_quantize_face_rounds_only_eyebrow_and_face_values():
     pose = np.linspace(0, 1, 45, dtype=np.float32)
     q = quantize_face(pose)
-    face = slice(0, P.NUM_EYEBROW + P.NUM_FACE)
-    assert np.allclose(q[face] * FACE_STEPS, np.round(q[face] * FACE_STEPS))
-    assert np.abs(q[face] - pose[face]).max() <= 0.5 / FACE_STEPS + 1e-6
+    vowels = [P.INDEX[f"mouth_{v}_index"] for v in ("aaa", "iii", "uuu", "eee", "ooo")]
+    others = [i for i in range(P.NUM_EYEBROW + P.NUM_FACE) if i not in vowels]
+    assert np.allclose(q[others] * FACE_STEPS, np.round(q[others] * FACE_STEPS))
+    assert np.abs(q[others] - pose[others]).max() <= 0.5 / FACE_STEPS + 1e-6
+    assert np.allclose(q[vowels] * VOWEL_STEPS, np.round(q[vowels] * VOWEL_STEPS))
     assert (q[P.ROTATION] == pose[P.ROTATION]).all()
     assert quantize_face(q).tobytes() == q.tobytes()
 
@@ -25,7 +27,7 @@ def test_face_key_ignores_rotation_and_separates_face_shapes():
     b = a.copy()
     b[P.INDEX["head_x_index"]] = 0.7
     c = a.copy()
-    c[P.INDEX["mouth_aaa_index"]] = 1 / FACE_STEPS
+    c[P.INDEX["mouth_aaa_index"]] = 1 / VOWEL_STEPS
     assert face_key(a) == face_key(b) and face_key(a) != face_key(c)
 
 

@@ -65,7 +65,9 @@ def _apply_backend(poser, name: str, character) -> str:
                 compile_for_cuda(poser, warm_pose=np.zeros(45, np.float32))
                 return "torch.compile (CUDA graphs)"
             return "torch"
-        backends.apply_backend(poser, chosen)
+        from talkinghead.smooth import SMOOTH_BACKEND_THREADS  # the CPU streams in smooth mode
+
+        backends.apply_backend(poser, chosen, threads=SMOOTH_BACKEND_THREADS)
     except backends.BackendError as e:
         raise SetupError(str(e)) from None
     return backends.active_backend(poser)

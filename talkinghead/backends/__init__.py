@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "openvino", "onnxruntime")
 # auto on the CPU takes the first installed one. On 2 cores of an AMD EPYC (bench/bench_backends.py, frames
-# matching torch to 1e-4): OpenVINO 2.8x the stock eager poser, ONNX Runtime 2.2x, our eager torch 1.1x.
+# matching torch to 1e-4, random poses): OpenVINO 3.5x the stock eager poser, ONNX Runtime 2.2x, our eager torch 1.1x.
 AUTO_CPU_ORDER = ("openvino", "onnxruntime", "torch")
 # Non-torch backends also need the exporter's dependencies.
 REQUIREMENTS = {"openvino": ("openvino", "onnx", "onnxscript"),

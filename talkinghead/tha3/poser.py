@@ -8,11 +8,19 @@ Each stage is a method so that callers can cache per-stage outputs. Images are (
 linear RGB + alpha scaled to -1..1, like the original `tha3.util.extract_pytorch_image_from_PIL_image`.
 
 Half variants: float16 on CUDA; on CPU they run in float32 (float16 convolutions on CPU are ~30x slower).
+
+Stage caching (`pose()` / `render()`): each stage's output is a function of a part of the pose only (eyebrow
+combiner: the 12 eyebrow values; face morpher: those + the 27 face values; rotator and editor: all 45), so
+the poser keeps recent outputs keyed by the exact bytes of that part and skips a stage whose inputs did not
+change. An animated character mostly sways and breathes (rotation only): then only the rotator and the
+editor run. A cached output is the very tensor computed before, so frames stay bit-identical; the cache is
+dropped when the image or the networks change. `cache_stages = False` turns it off.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -109,6 +117,33 @@ def load_weights(net: nn.Module, path: Path) -> None:
 
 # ---- poser ------------------------------------------------------------------------------------------
 
+STAGES = ("eyebrow_combiner", "face_morpher", "rotator", "editor")
+# Outputs kept per stage (least recently used goes first). Face shapes recur while talking: the engine snaps
+# face values to a lattice (talkinghead.smooth.quantize_face). Over 60 s of the animator at 25 FPS, 32
+# morphed face crops (590 KB each, ~19 MB) serve ~92 % of talking frames (16: 85 %, 1: 47 %) and ~99 % of
+# idle ones, which change only the rotation. The rotator's and the editor's outputs depend on the whole pose,
+# whose rotation changes every animated frame: one frame is kept (the same pose again), standing for both.
+STAGE_CACHE_SIZES = {"eyebrow_combiner": 4, "face_morpher": 32, "editor": 1}
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self.entries: OrderedDict[bytes, object] = OrderedDict()
+
+    def get(self, key: bytes):
+        value = self.entries.get(key)
+        if value is not None:
+            self.entries.move_to_end(key)
+        return value
+
+    def put(self, key: bytes, value) -> None:
+        self.entries[key] = value
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
 class Poser:
     def __init__(self, networks: dict[str, nn.Module], device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32, variant: str | None = None):
@@ -126,6 +161,13 @@ class Poser:
         self._rgba: np.ndarray | None = None
         self._image: Tensor | None = None  # (1, 4, 512, 512) on device
         self._eyebrow_layers: tuple[Tensor, Tensor] | None = None  # (eyebrow, background), cached per image
+        # Stage caching in _run (pose/render); see the module docstring.
+        self.cache_stages = True
+        self.stage_runs: Counter[str] = Counter()  # stage -> times it was computed (not served from the cache)
+        self.last_cached: tuple[str, ...] = ()  # the stages the last frame took from the cache
+        self._stage_cache = {stage: _LRU(size) for stage, size in STAGE_CACHE_SIZES.items()}
+        self._cache_networks: tuple[int, ...] = ()  # identity of the networks the cached outputs came from
+        self._last_face: tuple[bytes, Tensor] | None = None  # the last face key and its full image
 
     @classmethod
     def load(cls, models_dir: Path | str = weights.MODELS_DIR, variant: str = "separable_float",
@@ -162,6 +204,13 @@ class Poser:
         layers = self.networks["eyebrow_decomposer"](image[(..., *EYEBROW_BOX)])
         self._pending_timings["decomposer"] = (self._now() - t0) * 1000
         self._rgba, self._image, self._eyebrow_layers = rgba.copy(), image, layers
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget the cached stage outputs (done on a new image and when the networks change)."""
+        for cache in self._stage_cache.values():
+            cache.entries.clear()
+        self._last_face = None
 
     @property
     def image(self) -> Tensor:
@@ -222,19 +271,85 @@ class Poser:
         rotation = p[:, P.ROTATION]
         timings = self._pending_timings
         self._pending_timings = {}
-        t0 = self._now()
-        eyebrow = self.morph_eyebrows(p[:, P.EYEBROW])
-        t1 = self._now()
-        face_morphed = self.face_morph(p[:, P.FACE], eyebrow)
-        t2 = self._now()
-        warped, grid_change = self.rotate(face_morphed, rotation)
-        t3 = self._now()
-        out = self.edit(face_morphed, warped, grid_change, rotation)
-        t4 = self._now()
-        timings.update(eyebrow_combiner=(t1 - t0) * 1000, face_morpher=(t2 - t1) * 1000,
-                       rotator=(t3 - t2) * 1000, editor=(t4 - t3) * 1000)
+        keys = self._stage_keys(p)
+        cached = []
+
+        def lookup(stage: str):
+            hit = self._stage_cache[stage].get(keys[stage]) if keys else None
+            if hit is not None:
+                cached.append(stage)
+                timings[stage] = 0.0
+            return hit
+
+        def computed(stage: str, t0: float) -> None:
+            self.stage_runs[stage] += 1
+            timings[stage] = (self._now() - t0) * 1000
+
+        out = lookup("editor")  # the same pose as a recent frame: the frame itself
+        if out is not None:
+            cached[:0] = STAGES[:-1]
+            timings.update(dict.fromkeys(STAGES, 0.0))
+        else:
+            face_morphed = self._cached_face_image(keys)
+            if face_morphed is not None:
+                cached[:0] = ["eyebrow_combiner", "face_morpher"]
+                timings.update(eyebrow_combiner=0.0, face_morpher=0.0)
+            else:
+                t0 = self._now()
+                eyebrow = lookup("eyebrow_combiner")
+                if eyebrow is None:
+                    eyebrow = self.morph_eyebrows(p[:, P.EYEBROW])
+                    computed("eyebrow_combiner", t0)
+                    self._store("eyebrow_combiner", keys, eyebrow)
+                t1 = self._now()
+                face_morphed = self.face_morph(p[:, P.FACE], eyebrow)
+                computed("face_morpher", t1)
+                if keys:  # the crop only (the full image is rebuilt from it); a copy, not a view of the image
+                    self._store("face_morpher", keys, face_morphed[(..., *FACE_BOX)].clone())
+                    self._last_face = (keys["face_morpher"], face_morphed)
+            t2 = self._now()
+            warped, grid_change = self.rotate(face_morphed, rotation)
+            computed("rotator", t2)
+            t3 = self._now()
+            out = self.edit(face_morphed, warped, grid_change, rotation)
+            computed("editor", t3)
+            self._store("editor", keys, out)
         self.last_timings = timings
+        self.last_cached = tuple(cached)
         return out[0]
+
+    def _stage_keys(self, p: Tensor) -> dict[str, bytes] | None:
+        """Cache keys per stage: the exact bytes (in self.dtype, as the networks get them) of the pose values
+        the stage depends on; the rotator and the editor depend on all of them, so the editor's cached frame
+        stands for both. None: caching is off."""
+        if not self.cache_stages:
+            return None
+        networks = tuple(id(net) for net in self.networks.values())
+        if networks != self._cache_networks:  # apply_backend swapped them: outputs may differ slightly
+            self.clear_cache()
+            self._cache_networks = networks
+        values = p.detach().reshape(-1).to("cpu").view(torch.uint8).numpy().tobytes()
+        step = p.element_size()
+        return {"eyebrow_combiner": values[:P.EYEBROW.stop * step], "face_morpher": values[:P.FACE.stop * step],
+                "editor": values}
+
+    def _store(self, stage: str, keys: dict[str, bytes] | None, value: Tensor) -> None:
+        if keys:
+            self._stage_cache[stage].put(keys[stage], value)
+
+    def _cached_face_image(self, keys: dict[str, bytes] | None) -> Tensor | None:
+        """face_morph()'s output for the cached face crop of these keys, or None."""
+        if not keys:
+            return None
+        key = keys["face_morpher"]
+        face = self._stage_cache["face_morpher"].get(key)
+        if face is None:
+            return None
+        if self._last_face is None or self._last_face[0] != key:
+            full = self.image.clone()
+            full[(..., *FACE_BOX)] = face
+            self._last_face = (key, full)
+        return self._last_face[1]
 
     def pose(self, pose: np.ndarray | Tensor) -> Tensor:
         """45 pose parameters (order of talkinghead.pose.NAMES) -> (4, 512, 512) float32 CPU tensor, -1..1."""
