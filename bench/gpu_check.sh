@@ -17,4 +17,4 @@ curl -s -X POST -H 'Content-Type: application/json' -d '{"emotion_name":"joy"}' 
 kill $pid; wait $pid 2>/dev/null
 tail -5 "$out/server.log"
 rm -f "$out/feed.bin"
-timeout 300 python3 bench/bench_gpu.py --frames 300 --compile 2>&1 | tail -8 | tee "$out/bench_gpu_compile.txt"
+timeout 400 python3 bench/bench_gpu.py --frames 300 --compile 2>&1 | tail -9 | tee "$out/bench_gpu_compile.txt"
