@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 FACE_STEPS = 16
 VOWEL_STEPS = 4
 _STEPS = np.full(P.NUM_EYEBROW + P.NUM_FACE, FACE_STEPS, dtype=np.float32)
-_STEPS[[P.INDEX[f"mouth_{v}_index"] for v in ("aaa", "iii", "uuu", "eee", "ooo")]] = VOWEL_STEPS
+_VOWELS = [P.INDEX[f"mouth_{v}_index"] for v in ("aaa", "iii", "uuu", "eee", "ooo")]
+_STEPS[_VOWELS] = VOWEL_STEPS
 FACE_BOX = (slice(32, 224), slice(160, 352))
 # Threads per network for the backend in smooth mode: the frame thread and two workers already share the
 # cores, so each network runs on one (more only makes them fight over the same two cores).
@@ -381,7 +382,23 @@ class SmoothSource:
                         self._recent_face = (face_key(urgent), face)
             return True
         now = self._clock()
-        return self._face_job(now, now + 1.0) or self._face_job(now + 1.0, now + self.face_lookahead)
+        return (self._face_job(now, now + 1.0) or self._face_job(now + 1.0, now + self.face_lookahead)
+                or self._speech_warm_job(now))
+
+    def _speech_warm_job(self, now: float) -> bool:
+        """With nothing else to do, make the mouth shapes talking will need with the current face (each
+        vowel at each lattice level), so `start_talking` shows in the next frame instead of after a face
+        computation."""
+        base = self._pose_at(now)
+        for vowel in _VOWELS:
+            for level in range(1, VOWEL_STEPS + 1):
+                pose = base.copy()
+                pose[_VOWELS] = 0.0
+                pose[vowel] = level / VOWEL_STEPS
+                if face_key(pose) not in self.faces:
+                    self._compute_face(pose)
+                    return True
+        return False
 
     def _keyframe_jobs(self) -> bool:
         """One keyframe: the first grid point still ahead of the clock when one started now is done (behind
