@@ -41,7 +41,6 @@ class TalkingHead:
                                    locks=self._poser_lock) if smooth else None
         self.renderer = Renderer(self._render_frame, fps=fps, clock=clock)
         self.slot = self.renderer.slot
-        self.character_loaded = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self, first_character: np.ndarray | None = None) -> None:
@@ -155,7 +154,6 @@ class TalkingHead:
             self.poser.set_image(rgba)
         if self.source:
             self.source.image_changed()
-        self.character_loaded = True
 
     def _pose_at(self, t: float) -> np.ndarray:
         """The pose shown at t. Eyebrow/face values are quantised (steps of 1/32, invisible) in every mode,

@@ -37,7 +37,7 @@ class Viewers:
 
 
 def frames(slot: FrameSlot, viewers: Viewers, fps: Callable[[], float], *,
-           background: tuple[int, int, int] | None = None, max_frames: int | None = None) -> Iterator[bytes]:
+           background: tuple[int, int, int] | None = None) -> Iterator[bytes]:
     """Yield one multipart part per tick: PNG, or JPEG over `background` when it is given.
 
     A new frame is sent when the renderer has one, else the last one again, so the client sees a steady
@@ -49,13 +49,11 @@ def frames(slot: FrameSlot, viewers: Viewers, fps: Callable[[], float], *,
         if frame is None:
             log.warning("no frame rendered within %.0f s; closing the stream", FIRST_FRAME_TIMEOUT)
             return
-        sent = 0
         due = time.monotonic()
-        while max_frames is None or sent < max_frames:
+        while True:
             frame = slot.latest() or frame
             data = frame.png if background is None else slot.jpeg(frame, background)
             yield part(data, content_type)
-            sent += 1
             due = max(due + 1.0 / max(fps(), 1e-3), time.monotonic() - 1.0)
             delay = due - time.monotonic()
             if delay > 0:
