@@ -68,18 +68,21 @@ class Sampler:
             seq = frame.seq
             self.count += 1
             if self.count % self.every == 0:
-                self.samples.append((frame.rgba.copy(), frame.meta.get("pose")))
+                self.samples.append((frame.rgba.copy(), frame.meta.get("pose"), frame.meta.get("stale_face")))
 
 
 def quality(poser: Poser, samples) -> dict:
-    face, full = [], []
-    for rgba, pose in samples:
+    face, full, stale = [], [], []
+    for rgba, pose, stale_face in samples:
         exact = over_grey(poser.render(pose))
         got = over_grey(rgba)
         face.append(psnr(got[FACE], exact[FACE]))
         full.append(psnr(got, exact))
+        stale.append(bool(stale_face))
+    fresh = [f for f, s in zip(face, stale) if not s] or [float("nan")]
     return {"face_mean": statistics.mean(face), "face_worst": min(face),
-            "full_mean": statistics.mean(full), "full_worst": min(full), "n": len(face)}
+            "full_mean": statistics.mean(full), "full_worst": min(full), "n": len(face),
+            "stale": sum(stale), "fresh_face_worst": min(fresh)}
 
 
 def event_latency(engine: TalkingHead, command) -> float:
@@ -167,14 +170,16 @@ def main() -> int:
     print(f"backend: {backend}; animator settings {settings or 'defaults'}; {args.seconds:.0f} s per phase; quality sampled every {args.sample_every}th "
           f"delivered frame; face cache {stats.get('face_cache')}, stale-face frames "
           f"{stats.get('stale_face_frames')}, last keyframe {stats.get('keyframe_ms')} ms\n")
-    print("| stream | distinct frames/s | face PSNR mean / worst (dB) | full PSNR mean / worst (dB) | frames compared |")
-    print("|---|---:|---:|---:|---:|")
+    print("| stream | distinct frames/s | face PSNR mean / worst (dB) | full PSNR mean / worst (dB) | frames compared "
+          "| of them with a stale face | face worst without those (dB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for label, fps, q in rows:
         if q is None:
-            print(f"| {label} | {fps:.2f} | exact | exact | – |")
+            print(f"| {label} | {fps:.2f} | exact | exact | – | – | – |")
         else:
             print(f"| {label} | {fps:.2f} | {q['face_mean']:.1f} / {q['face_worst']:.1f} | "
-                  f"{q['full_mean']:.1f} / {q['full_worst']:.1f} | {q['n']} |")
+                  f"{q['full_mean']:.1f} / {q['full_worst']:.1f} | {q['n']} | {q['stale']} | "
+                  f"{q['fresh_face_worst']:.1f} |")
     print("\n| event | time to the first frame showing it (ms) |")
     print("|---|---:|")
     for label, seconds in latencies.items():

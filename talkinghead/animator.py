@@ -48,6 +48,8 @@ _BLINK_CLOSE_END, _BLINK_OPEN_START = 0.35, 0.5
 # The sway spring is twice as fast as the emotion transition rate, so a sway move settles in about as long
 # as the original's interpolated one, but starts and ends gently instead of jumping off at full speed.
 _SWAY_SPRING_FACTOR = 2.0
+# Ticks of target noise the micro sway remembers: (1 - 0.1)^64 < 0.2 %, less than the rounding of a frame.
+_JITTER_MEMORY = 64
 # Talking fades in faster than an emotion transition so the first syllable is not swallowed.
 _TALK_FADE_IN_FACTOR = 3.0
 
@@ -65,6 +67,7 @@ class Animator:
         self._settings = settings or AnimatorSettings()
         self._random = KeyedRandom(seed if seed is not None else secrets.randbits(63))
         self._noise_cache: dict[int, np.ndarray] = {}
+        self._jitter_cache: dict[tuple[int, float], np.ndarray] = {}
         self._events = 0  # event count: part of every random key, so each event gets fresh random numbers
         self._last_event_time = start_time
         self._emotion = FALLBACK_EMOTION
@@ -209,26 +212,45 @@ class Animator:
         self._mouth = _Mouth(t, offset, speech, self._settings)
 
     def _jitter(self, t: float) -> np.ndarray:
-        """Micro sway: a new random offset per tick per morph, blended smoothly from one tick to the next."""
+        """Micro sway, as the original animator makes it: a fresh random offset of the sway *target* every
+        tick, which the pose follows at `pose_interpolator_step` per tick. So the head drifts a little
+        (a few thousandths) instead of shaking by the full strength, and it moves continuously.
+
+        The pose's offset at tick n is the filtered noise of the ticks before it; within a tick it heads for
+        that tick's noise. Closed form over the last _JITTER_MEMORY ticks, so any t gives the same answer in
+        any order of asking."""
         strength = self._settings.sway_micro_strength
         indices = self._sway.indices
         if strength == 0.0 or not indices:
             return np.zeros(len(indices))
+        step = self._settings.pose_interpolator_step
         tick = math.floor(t / TICK)
-        blend = _smoothstep(t / TICK - tick)
-        noise = (1.0 - blend) * self._tick_noise(tick)[indices] + blend * self._tick_noise(tick + 1)[indices]
-        return strength * (2.0 * noise - 1.0)
+        remaining = (1.0 - step) ** (t / TICK - tick)
+        at_tick = self._jitter_at_tick(tick, step)
+        return strength * (remaining * at_tick + (1.0 - remaining) * self._tick_noise(tick))[indices]
+
+    def _jitter_at_tick(self, tick: int, step: float) -> np.ndarray:
+        """The filtered noise at the start of `tick` (per unit strength), for every pose index."""
+        key = (tick, step)
+        value = self._jitter_cache.get(key)
+        if value is None:
+            if len(self._jitter_cache) > 16 * _JITTER_MEMORY:
+                self._jitter_cache.clear()
+            past = np.stack([self._tick_noise(tick - 1 - j) for j in range(_JITTER_MEMORY)])
+            value = (step * (1.0 - step) ** np.arange(_JITTER_MEMORY)) @ past
+            self._jitter_cache[key] = value
+        return value
 
     def _tick_noise(self, tick: int) -> np.ndarray:
-        """Uniform [0, 1) numbers for one tick, one per pose index; the last few ticks are kept (a pure cache:
-        frames come several per tick)."""
+        """Uniform [-1, 1) numbers for one tick, one per pose index; recent ticks are kept (a pure cache:
+        every pose asks for the last _JITTER_MEMORY ticks)."""
         noise = self._noise_cache.get(tick)
         if noise is None:
-            if len(self._noise_cache) > 8:
+            if len(self._noise_cache) > 16 * _JITTER_MEMORY:
                 self._noise_cache.clear()
             noise = np.zeros(pose.NUM_PARAMS)
             for i in range(pose.ROTATION.start, pose.ROTATION.stop):  # every morph that may sway
-                noise[i] = self._random.uniform(_Stream.JITTER, tick, i)
+                noise[i] = 2.0 * self._random.uniform(_Stream.JITTER, tick, i) - 1.0
             self._noise_cache[tick] = noise
         return noise
 

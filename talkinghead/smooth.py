@@ -184,6 +184,7 @@ class SmoothSource:
         self.last_keyframe_ms = 0.0
         self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, compose
         self.keyframe_cost = 0.5  # seconds, a running estimate: how far ahead the next keyframe must be
+        self._scanned: tuple[tuple, int] = ((), 0)  # (future, tick): faces of the ticks before it are cached
         self.stale_frames = 0  # frames shown with a face that was not the exact one (cache miss)
 
     # -- control -----------------------------------------------------------------------------------------
@@ -423,12 +424,18 @@ class SmoothSource:
         return True
 
     def _face_job(self, t0: float, t1: float) -> bool:
+        """The first face missing for a frame tick in [t0, t1). Ticks already found cached (for this future
+        and character) are not looked at again: asking the animator costs the GIL the frame thread needs."""
         step = 1.0 / max(self._fps(), 1.0)
+        future = (self._generation(), self._image_version, step)
         tick = math.ceil(t0 / step)
+        if self._scanned[0] == future:
+            tick = max(tick, self._scanned[1])
         while tick * step < t1:
             pose = self._pose_at(tick * step)
             if face_key(pose) not in self.faces:
                 self._compute_face(pose)
                 return True
             tick += 1
+            self._scanned = (future, tick)
         return False

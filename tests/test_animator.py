@@ -225,11 +225,21 @@ def test_sway_moves_to_new_targets_every_5_to_10_s_and_rests_in_between():
     assert gaps.min() >= 5.0 - 0.2  # one move may start late when its first steps are tiny
 
 
-def test_micro_sway_jitters_within_its_strength():
+def test_micro_sway_drifts_like_the_original_noisy_target():
+    """The original adds the ±strength noise to the sway *target* every tick and the pose follows at 10 % per
+    tick: a small, continuous drift (std ≈ strength·√(0.1/1.9)/√3), never a per-tick shake."""
     animator = make_animator(sway_macro_strength=0.0)
-    sway = sample(animator, np.arange(0.0, 20.0, 0.01))[:, SWAY]
-    assert np.abs(sway).max() <= 0.02 + 1e-6
-    assert np.abs(sway).max() > 0.015
+    sway = sample(animator, np.arange(0.0, 60.0, 0.01))[:, SWAY]
+    strength = 0.02
+    assert np.abs(sway).max() <= strength
+    expected_std = strength * np.sqrt(0.1 / 1.9) / np.sqrt(3.0)
+    assert sway.std(axis=0) == pytest.approx(np.full(len(SWAY), expected_std), rel=0.3)
+    # Within a quarter tick the pose moves at most a tenth of the noise's range (0.1 · 2·strength per tick).
+    assert np.abs(np.diff(sway, axis=0)).max() < 0.1 * 2 * strength / 4 * 1.2
+    # The same t gives the same jitter whatever was asked before (render-ahead asks out of order).
+    later_first = make_animator(sway_macro_strength=0.0)
+    later_first.pose_at(59.0)
+    assert np.array_equal(later_first.pose_at(12.345)[SWAY], animator.pose_at(12.345)[SWAY])
 
 
 # ---- talking -------------------------------------------------------------------------------------------
