@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -116,25 +117,36 @@ class Renderer:
 
     # -- the thread --------------------------------------------------------------------------------------
     def _loop(self) -> None:
-        next_due = self._clock()
+        """Frames show the poses of the frame grid (multiples of 1/fps), not of whenever the thread woke: the
+        smooth source prepares faces for exactly those times, and a late frame still shows a true instant."""
+        last: float | None = None
         while not self._closed.is_set():
             if not self._running.is_set():
                 self._running.wait()
-                next_due = self._clock()
+                last = None
                 continue
+            due = self._next_due(last, 1.0 / max(self._fps(), 1e-3))
+            delay = due - self._clock()
+            if delay > 0 and self._closed.wait(delay):
+                break
             try:
-                self._render_one()
+                self._render_one(due)
             except Exception as e:  # keep the last good frame on the wire; say what broke
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("rendering a frame failed")
                 self._closed.wait(1.0)
-            next_due = max(next_due + 1.0 / max(self._fps(), 1e-3), self._clock() - 1.0)
-            delay = next_due - self._clock()
-            if delay > 0:
-                self._closed.wait(delay)
+            last = due
 
-    def _render_one(self) -> None:
-        t = self._clock()
+    def _next_due(self, last: float | None, step: float) -> float:
+        """The latest grid time not after now when it is newer than the last frame (on time, or behind: then
+        the frames in between are skipped, never rendered as history), else the next one."""
+        latest = math.floor(self._clock() / step + 1e-6) * step
+        if last is None or latest > last + step / 2:
+            return latest
+        return (round(last / step) + 1) * step
+
+    def _render_one(self, t: float | None = None) -> None:
+        t = self._clock() if t is None else t
         rgba, meta = self._render(t)
         self.slot.publish(rgba, encode.png(rgba), t, meta)
         self.frames_rendered += 1

@@ -44,6 +44,18 @@ _STEPS = np.full(P.NUM_EYEBROW + P.NUM_FACE, FACE_STEPS, dtype=np.float32)
 _VOWELS = [P.INDEX[f"mouth_{v}_index"] for v in ("aaa", "iii", "uuu", "eee", "ooo")]
 _STEPS[_VOWELS] = VOWEL_STEPS
 FACE_BOX = (slice(32, 224), slice(160, 352))
+# Keyframes: one per `keyframe_interval` while the head rests, more while it turns. Interpolating between
+# two keyframes this far apart in one rotation value alone leaves the face ~40 dB from exact halfway
+# between them (measured on lambda_00; the editor's warp is curved in the neck and body tilts, nearly
+# straight in the others). An interval is halved until its keyframes are within this gap (weighted sum
+# over the six values) and the motion between them is nearly straight, at most KEYFRAME_SPLITS times.
+# Breathing interpolates almost perfectly (a full breath between two keyframes stays above 55 dB).
+KEYFRAME_GAP = np.array([0.3, 0.4, 0.2, 0.6, 0.2, 3.0])  # head_x, head_y, neck_z, body_y, body_z, breathing
+KEYFRAME_BEND = 0.2  # how far (in gaps) the pose halfway may stray from the middle of its keyframes
+KEYFRAME_SPLITS = 4  # so keyframes are at least keyframe_interval / 16 apart
+# Seconds: keyframes are made this far ahead of the clock, so the worker renders a turn's several keyframes
+# during the rest before it (the idle motion is known in advance; an event cuts it short).
+KEYFRAME_LOOKAHEAD = 6.0
 # Threads per network for the backend in smooth mode: the frame thread and two workers already share the
 # cores, so each network runs on one (more only makes them fight over the same two cores).
 SMOOTH_BACKEND_THREADS = 1
@@ -69,15 +81,18 @@ def face_key(pose: np.ndarray) -> bytes:
     return np.round(np.asarray(pose[:P.NUM_EYEBROW + P.NUM_FACE]) * _STEPS).astype(np.int8).tobytes()
 
 
-@dataclass
+@dataclass(eq=False)
 class Keyframe:
+    """The editor's outputs for one exact pose. Colour and alpha are kept in half precision (within 0.1 of
+    an 8-bit level) so the keyframes ahead of the clock take 6 MB each instead of 10; the grid stays float32
+    (half would move edges by up to 0.06 px)."""
     t: float
     generation: int
     image_version: int
     pose: np.ndarray
-    grid: torch.Tensor    # (1, 2, 512, 512) editor's output grid change
-    color: torch.Tensor   # (1, 4, 512, 512) colour change
-    alpha: torch.Tensor   # (1, 4, 512, 512) colour-change alpha
+    grid: torch.Tensor    # (1, 2, 512, 512) editor's output grid change, float32
+    color: torch.Tensor   # (1, 4, 512, 512) colour change, float16
+    alpha: torch.Tensor   # (1, 4, 512, 512) colour-change alpha, float16
 
 
 class PoserLocks:
@@ -157,7 +172,7 @@ class SmoothSource:
 
     def __init__(self, poser, pose_at: Callable[[float], np.ndarray], generation: Callable[[], int],
                  fps: Callable[[], float], clock: Callable[[], float] = time.monotonic, *,
-                 locks: PoserLocks | None = None, keyframe_interval: float = 1.0,
+                 locks: PoserLocks | None = None, keyframe_interval: float = 2.0,
                  face_lookahead: float = 3.0, max_faces: int = 400):
         self.poser = poser
         self._pose_at = pose_at
@@ -167,7 +182,10 @@ class SmoothSource:
         self.keyframe_interval = keyframe_interval
         self.face_lookahead = face_lookahead
         self.faces = FaceCache(max_faces)
-        self._keyframes: dict[int, Keyframe] = {}  # grid index -> keyframe
+        self._keyframes: dict[int, Keyframe] = {}  # _key(t) -> keyframe
+        self._plans: dict[int, list[float]] = {}  # keyframe_interval number -> planned keyframe times
+        self._plans_generation = -1
+        self._float_cache: dict[Keyframe, tuple] = {}  # frame thread only: the keyframes it blends now
         self._lock = threading.Condition()
         self._locks = locks or PoserLocks()  # shared with whoever else runs the poser
         # Faces a frame missed; only the latest matters (older ones are history by the time they'd be done).
@@ -231,19 +249,28 @@ class SmoothSource:
         left, right = self._bracket(t)
         if left is None:  # nothing to interpolate from yet (start, new character): render exactly, now
             left = self._render_keyframe(t, pose)
-            self._store(self._index(t), left)
+            self._store(left)
         if right is None or right.t <= left.t:
-            w, grid, color, alpha = 0.0, left.grid, left.color, left.alpha
+            w, (grid, color, alpha) = 0.0, self._float_outputs(left)
         else:
             w = _blend_weight(pose, left, right, t)
-            grid = torch.lerp(left.grid, right.grid, w)
-            color = torch.lerp(left.color, right.color, w)
-            alpha = torch.lerp(left.alpha, right.alpha, w)
-        meta = {"pose": pose, "generation": generation, "stale_face": stale, "face_shown": shown_key, "blend": w}
+            grid, color, alpha = (torch.lerp(a, b, w)
+                                  for a, b in zip(self._float_outputs(left), self._float_outputs(right)))
+        meta = {"pose": pose, "generation": generation, "stale_face": stale, "face_shown": shown_key, "blend": w,
+                "keyframes": (left.t, None if right is None else right.t)}
         started = time.perf_counter()
         frame = self._compose(face, grid, color, alpha)
         self.timings["compose"] = (time.perf_counter() - started) * 1000
         return frame, meta
+
+    def _float_outputs(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A keyframe's grid, colour and alpha in float32; the frames between two keyframes reuse them."""
+        outputs = self._float_cache.get(keyframe)
+        if outputs is None:
+            if len(self._float_cache) >= 3:
+                self._float_cache.pop(next(iter(self._float_cache)))
+            outputs = self._float_cache[keyframe] = (keyframe.grid, keyframe.color.float(), keyframe.alpha.float())
+        return outputs
 
     def _face_for(self, pose: np.ndarray) -> tuple[torch.Tensor, bytes, bool]:
         """The face for this pose and its key, or (stale=True) the last one shown while the worker
@@ -284,30 +311,36 @@ class SmoothSource:
         return self._base_grid + grid_change.permute(0, 2, 3, 1)
 
     # -- keyframes -----------------------------------------------------------------------------------------
-    def _index(self, t: float) -> int:
-        return math.floor(t / self.keyframe_interval + 1e-9)
+    def _key(self, t: float) -> int:
+        """A keyframe's key: its time in the finest planned steps (keyframe_interval / 2^KEYFRAME_SPLITS)."""
+        return round(t * 2 ** KEYFRAME_SPLITS / self.keyframe_interval)
 
     def _bracket(self, t: float) -> tuple[Keyframe | None, Keyframe | None]:
         """The latest keyframe at or before t and the earliest after it. When the worker has fallen behind
-        (a slow or busy CPU) grid points are skipped and the blend simply spans a longer gap. A right-hand
-        keyframe made before an event still carries the motion on until its fresh copy lands."""
+        (a slow or busy CPU) planned keyframes are skipped and the blend simply spans a longer gap. A
+        right-hand keyframe made before an event still carries the motion on until one for the new future
+        lands (then `_store` drops it)."""
         with self._lock:
-            before = [i for i, kf in self._keyframes.items() if kf.t <= t]
-            after = [i for i, kf in self._keyframes.items() if kf.t > t]
-            left = self._keyframes[max(before)] if before else None
-            right = self._keyframes[min(after)] if after else None
+            before = [kf for kf in self._keyframes.values() if kf.t <= t]
+            after = [kf for kf in self._keyframes.values() if kf.t > t]
+        left = max(before, key=lambda kf: kf.t) if before else None
+        right = min(after, key=lambda kf: kf.t) if after else None
         return left, right
 
-    def _store(self, index: int, keyframe: Keyframe) -> None:
+    def _store(self, keyframe: Keyframe) -> None:
         with self._lock:
             if keyframe.image_version != self._image_version:
                 return
-            self._keyframes[index] = keyframe
-            # Drop keyframes the clock has left behind, but keep the latest one before now: frames need it.
             now = self._clock()
-            past = sorted(i for i, kf in self._keyframes.items() if kf.t <= now)
-            for i in past[:-1]:
-                del self._keyframes[i]
+            if keyframe.generation == self._generation():  # the future before it is the new one's: old gone
+                for key, kf in list(self._keyframes.items()):
+                    if kf.generation != keyframe.generation and now < kf.t < keyframe.t:
+                        del self._keyframes[key]
+            self._keyframes[self._key(keyframe.t)] = keyframe
+            # Drop keyframes the clock has left behind, but keep the latest one before now: frames need it.
+            past = sorted((kf.t, key) for key, kf in self._keyframes.items() if kf.t <= now)
+            for _, key in past[:-1]:
+                del self._keyframes[key]
 
     @torch.inference_mode()
     def _render_keyframe(self, t: float, pose: np.ndarray) -> Keyframe:
@@ -322,7 +355,7 @@ class SmoothSource:
             image[(..., *FACE_BOX)] = face.to(image.dtype)
             warped, grid_change = self.poser.rotate(image, rotation)
             grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
-        keyframe = Keyframe(t, generation, version, pose, grid.float(), color.float(), alpha.float())
+        keyframe = Keyframe(t, generation, version, pose, grid.float(), color.half(), alpha.half())
         self.keyframes_rendered += 1
         self.last_keyframe_ms = (time.perf_counter() - started) * 1000
         self.timings["keyframe"] = self.last_keyframe_ms
@@ -402,26 +435,61 @@ class SmoothSource:
         return False
 
     def _keyframe_jobs(self) -> bool:
-        """One keyframe: the first grid point still ahead of the clock when one started now is done (behind
-        schedule, grid points are skipped rather than rendered as history), else the one after it."""
+        """One keyframe: the first planned one still ahead of the clock when one started now is done (behind
+        schedule, planned keyframes are skipped rather than rendered as history), up to KEYFRAME_LOOKAHEAD
+        ahead."""
         now = self._clock()
         with self._lock:
             empty = not self._keyframes
         if empty:
-            return self._keyframe_job(self._index(now))
-        first = self._index(now + self.keyframe_cost) + 1
-        return self._keyframe_job(first) or self._keyframe_job(first + 1)
+            return self._keyframe_job(math.floor(now / self.keyframe_interval) * self.keyframe_interval)
+        return any(self._keyframe_job(t)
+                   for t in self.planned_keyframes(now + self.keyframe_cost, now + KEYFRAME_LOOKAHEAD))
 
-    def _keyframe_job(self, index: int) -> bool:
+    def _keyframe_job(self, t: float) -> bool:
         with self._lock:
-            existing = self._keyframes.get(index)
+            existing = self._keyframes.get(self._key(t))
         if existing is not None and existing.generation == self._generation():
             return False
-        t = index * self.keyframe_interval
         keyframe = self._render_keyframe(t, self._pose_at(t))
         if keyframe.generation == self._generation():  # an event during the render made it stale: drop it
-            self._store(index, keyframe)
+            self._store(keyframe)
         return True
+
+    def planned_keyframes(self, t0: float, t1: float) -> list[float]:
+        """Keyframe times in [t0, t1) for the current future: every keyframe_interval, and more where the
+        head turns (see KEYFRAME_GAP)."""
+        generation = self._generation()
+        if self._plans_generation != generation:
+            self._plans, self._plans_generation = {}, generation
+        times = []
+        for cell in range(math.floor(t0 / self.keyframe_interval), math.floor(t1 / self.keyframe_interval) + 1):
+            plan = self._plans.get(cell)
+            if plan is None:
+                if len(self._plans) > 64:
+                    self._plans.clear()
+                plan = self._plans[cell] = self._plan_interval(cell)
+            times += [t for t in plan if t0 <= t < t1]
+        return times
+
+    def _plan_interval(self, cell: int) -> list[float]:
+        """Keyframe times in one keyframe_interval: its start, and the midpoints of halves that need them."""
+        start = cell * self.keyframe_interval
+        times = [start]
+
+        def split(t0: float, r0: np.ndarray, t1: float, r1: np.ndarray, depth: int) -> None:
+            tm = (t0 + t1) / 2
+            rm = self._pose_at(tm)[P.ROTATION]
+            gap = np.abs(r1 - r0) / KEYFRAME_GAP
+            bend = np.abs(rm - (r0 + r1) / 2) / KEYFRAME_GAP
+            if depth < KEYFRAME_SPLITS and (gap.sum() > 1.0 or bend.sum() > KEYFRAME_BEND):
+                split(t0, r0, tm, rm, depth + 1)
+                times.append(tm)
+                split(tm, rm, t1, r1, depth + 1)
+
+        end = start + self.keyframe_interval
+        split(start, self._pose_at(start)[P.ROTATION], end, self._pose_at(end)[P.ROTATION], 0)
+        return times
 
     def _face_job(self, t0: float, t1: float) -> bool:
         """The first face missing for a frame tick in [t0, t1). Ticks already found cached (for this future

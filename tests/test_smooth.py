@@ -76,7 +76,7 @@ def test_in_between_frame_blends_neighbouring_keyframes(source, real_poser):
     source.state["pose"] = still
     source.frame_at(100.0)
     source.state["pose"] = turned
-    assert source._keyframe_job(101)  # the right keyframe, at t = 101 s, with the head turned
+    assert source._keyframe_job(101.0)  # the right keyframe, at t = 101 s, with the head turned
     source.state["pose"] = quantize_face(still + (turned - still) * 0.5)
     middle = source.frame_at(100.5)[0].astype(float)
     exact = real_poser.render(source.state["pose"]).astype(float)
@@ -94,11 +94,41 @@ def test_new_character_clears_faces_and_keyframes(source):
 
 def test_event_makes_future_keyframes_stale(source):
     source.frame_at(100.0)
-    assert source._keyframe_job(101)
-    assert not source._keyframe_job(101)  # already there, same generation
+    assert source._keyframe_job(101.0)
+    assert not source._keyframe_job(101.0)  # already there, same generation
     source.state["generation"] += 1
-    assert source._keyframe_job(101)  # re-rendered for the new future
-    assert source._keyframes[101].generation == 1
+    assert source._keyframe_job(101.0)  # re-rendered for the new future
+    assert source._keyframes[source._key(101.0)].generation == 1
+
+
+def test_keyframes_are_planned_closer_while_the_head_turns(source):
+    head = P.INDEX["neck_z_index"]
+
+    def pose_at(t):
+        p = np.zeros(45, np.float32)
+        p[head] = 0.6 * np.clip(t - 102.0, 0.0, 1.0)  # rest, then a turn during [102, 103], then rest
+        return p
+
+    source._pose_at = pose_at
+    assert source.keyframe_interval == 2.0
+    assert source.planned_keyframes(98.0, 102.0) == [98.0, 100.0]  # resting: one every 2 s
+    turn = source.planned_keyframes(102.0, 104.0)
+    assert 102.0 in turn and len(turn) >= 4
+    gaps = np.diff([pose_at(t)[head] for t in turn + [104.0]])
+    assert gaps.max() <= 0.2 + 1e-6  # KEYFRAME_GAP for the neck tilt
+    source.state["generation"] += 1  # a new future: planned again
+    source._pose_at = lambda t: np.zeros(45, np.float32)
+    assert source.planned_keyframes(102.0, 104.0) == [102.0]
+
+
+def test_a_keyframe_for_the_new_future_replaces_the_old_ones_before_it(source):
+    source.frame_at(100.0)
+    for t in (100.5, 101.0):
+        assert source._keyframe_job(t)
+    source.state["generation"] += 1
+    assert source._keyframe_job(101.0)
+    assert sorted(kf.t for kf in source._keyframes.values()) == [100.0, 101.0]
+    assert all(kf.generation == 1 for kf in source._keyframes.values() if kf.t > 100.0)
 
 
 def test_worker_fills_faces_for_coming_frames(source):
