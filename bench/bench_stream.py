@@ -68,21 +68,31 @@ class Sampler:
             seq = frame.seq
             self.count += 1
             if self.count % self.every == 0:
-                self.samples.append((frame.rgba.copy(), frame.meta.get("pose"), frame.meta.get("stale_face")))
+                self.samples.append((frame.rgba.copy(), frame.t, dict(frame.meta)))
 
 
 def quality(poser: Poser, samples) -> dict:
     face, full, stale = [], [], []
-    for rgba, pose, stale_face in samples:
-        exact = over_grey(poser.render(pose))
+    for rgba, _, meta in samples:
+        exact = over_grey(poser.render(meta["pose"]))
         got = over_grey(rgba)
         face.append(psnr(got[FACE], exact[FACE]))
         full.append(psnr(got, exact))
-        stale.append(bool(stale_face))
+        stale.append(bool(meta.get("stale_face")))
     fresh = [f for f, s in zip(face, stale) if not s] or [float("nan")]
+    worst = int(np.argmin(face))
     return {"face_mean": statistics.mean(face), "face_worst": min(face),
             "full_mean": statistics.mean(full), "full_worst": min(full), "n": len(face),
-            "stale": sum(stale), "fresh_face_worst": min(fresh)}
+            "stale": sum(stale), "fresh_face_worst": min(fresh), "worst": _how_made(samples[worst])}
+
+
+def _how_made(sample) -> str:
+    """How the smooth source made a frame: its blend between which keyframes (seconds from the frame)."""
+    _, t, meta = sample
+    left, right = meta.get("keyframes", (None, None))
+    where = f"keyframes at {left - t:+.2f} s and " + ("none after" if right is None else f"{right - t:+.2f} s")
+    return (f"{where}, blend {meta.get('blend', 0):.2f}, keyframe gap {meta.get('keyframe_gap', 0):.2f}, "
+            f"stale face {bool(meta.get('stale_face'))}")
 
 
 def event_latency(engine: TalkingHead, command) -> float:
@@ -180,6 +190,9 @@ def main() -> int:
             print(f"| {label} | {fps:.2f} | {q['face_mean']:.1f} / {q['face_worst']:.1f} | "
                   f"{q['full_mean']:.1f} / {q['full_worst']:.1f} | {q['n']} | {q['stale']} | "
                   f"{q['fresh_face_worst']:.1f} |")
+    for label, _, q in rows:
+        if q is not None:
+            print(f"worst face, {label}: {q['worst']}")
     print("\n| event | time to the first frame showing it (ms) |")
     print("|---|---:|")
     for label, seconds in latencies.items():

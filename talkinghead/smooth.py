@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from talkinghead import backends
 from talkinghead import pose as P
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ _STEPS = np.full(P.NUM_EYEBROW + P.NUM_FACE, FACE_STEPS, dtype=np.float32)
 _VOWELS = [P.INDEX[f"mouth_{v}_index"] for v in ("aaa", "iii", "uuu", "eee", "ooo")]
 _STEPS[_VOWELS] = VOWEL_STEPS
 FACE_BOX = (slice(32, 224), slice(160, 352))
+BODY_NETWORKS = ("two_algo_face_body_rotator", "editor")  # what a keyframe runs, after the face
 # Keyframes: one per `keyframe_interval` while the head rests, more while it turns. Interpolating between
 # two keyframes this far apart in one rotation value alone leaves the face ~40 dB from exact halfway
 # between them (measured on lambda_00; the editor's warp is curved in the neck and body tilts, nearly
@@ -59,6 +62,7 @@ KEYFRAME_LOOKAHEAD = 6.0
 # Threads per network for the backend in smooth mode: the frame thread and two workers already share the
 # cores, so each network runs on one (more only makes them fight over the same two cores).
 SMOOTH_BACKEND_THREADS = 1
+WORKER_NICENESS = 10  # the workers' nice value (the frame thread keeps the process's)
 
 
 def _one_torch_thread() -> None:
@@ -67,6 +71,15 @@ def _one_torch_thread() -> None:
     The backend (OpenVINO) runs the networks on its own threads."""
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+
+
+def _lower_priority() -> None:
+    """Workers yield the cores to the frame thread: a frame is due every 40 ms, their work is ahead of the
+    clock. (Linux: a thread is a task with its own nice value; elsewhere this does nothing.)"""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
+    except (AttributeError, OSError) as e:
+        log.debug("could not lower the worker thread's priority: %s", e)
 
 
 def quantize_face(pose: np.ndarray) -> np.ndarray:
@@ -116,8 +129,9 @@ class PoserLocks:
 
 def _blend_weight(pose: np.ndarray, left: Keyframe, right: Keyframe, t: float) -> float:
     """How far the pose is from the left keyframe toward the right one, measured on the six rotation values
-    (the editor's output follows them): sway eases in and out, so time alone would run ahead or lag."""
-    a, b, r = left.pose[P.ROTATION], right.pose[P.ROTATION], pose[P.ROTATION]
+    (the editor's output follows them), each scaled by how much it shows: sway eases in and out, so time
+    alone would run ahead or lag."""
+    a, b, r = (p[P.ROTATION] / KEYFRAME_GAP for p in (left.pose, right.pose, pose))  # equal visible effect
     span = b - a
     denominator = float(np.dot(span, span))
     if denominator < 1e-8:  # the keyframes hardly differ: time is as good a measure as any
@@ -188,11 +202,14 @@ class SmoothSource:
         self._float_cache: dict[Keyframe, tuple] = {}  # frame thread only: the keyframes it blends now
         self._lock = threading.Condition()
         self._locks = locks or PoserLocks()  # shared with whoever else runs the poser
-        # Faces a frame missed; only the latest matters (older ones are history by the time they'd be done).
-        self._urgent: collections.deque[np.ndarray] = collections.deque(maxlen=1)
+        # Faces made for coming frames, in time order: (frame time, generation, key). A frame whose own face
+        # is not ready shows the latest of these at or before its time (else the last face shown).
+        self._made: collections.deque[tuple[float, int, bytes]] = collections.deque(maxlen=64)
+        self._face_generation = -1  # the future the face worker last worked for
+        self._rush = False  # the face worker is making the first face of a new future: keyframes wait
+        self._cancellable: int | None = None  # the generation of the keyframe the worker is making, if any
         self._eyebrows = FaceCache(8)  # eyebrow-combiner outputs: eyebrows rarely move while the face does
         self._last_face: tuple[bytes, torch.Tensor] | None = None  # key and face of the last face shown
-        self._recent_face: tuple[bytes, torch.Tensor] | None = None  # made for the latest miss
         self._base_grid: torch.Tensor | None = None
         self._image_version = 0  # bumped on a new character; work begun for the old one is not kept
         self._closed = False
@@ -202,6 +219,8 @@ class SmoothSource:
         self.last_keyframe_ms = 0.0
         self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, compose
         self.keyframe_cost = 0.5  # seconds, a running estimate: how far ahead the next keyframe must be
+        self.face_cost = 0.2  # seconds, the same for a face
+        self.rush_face_cost = 0.15  # and for an event's first face, made while the keyframe worker waits
         self._scanned: tuple[tuple, int] = ((), 0)  # (future, tick): faces of the ticks before it are cached
         self.stale_frames = 0  # frames shown with a face that was not the exact one (cache miss)
 
@@ -234,7 +253,7 @@ class SmoothSource:
             self._image_version += 1
             self.faces.clear()
             self._eyebrows.clear()
-            self._recent_face = None
+            self._made.clear()
             self._keyframes.clear()
             self._last_face = None
 
@@ -245,7 +264,7 @@ class SmoothSource:
         _one_torch_thread()
         generation = self._generation()
         pose = self._pose_at(t)
-        face, shown_key, stale = self._face_for(pose)
+        face, shown_key, stale = self._face_for(pose, t, generation)
         left, right = self._bracket(t)
         if left is None:  # nothing to interpolate from yet (start, new character): render exactly, now
             left = self._render_keyframe(t, pose)
@@ -257,7 +276,9 @@ class SmoothSource:
             grid, color, alpha = (torch.lerp(a, b, w)
                                   for a, b in zip(self._float_outputs(left), self._float_outputs(right)))
         meta = {"pose": pose, "generation": generation, "stale_face": stale, "face_shown": shown_key, "blend": w,
-                "keyframes": (left.t, None if right is None else right.t)}
+                "keyframes": (left.t, None if right is None else right.t),
+                "keyframe_gap": 0.0 if right is None else float(np.abs((right.pose - left.pose)[P.ROTATION]
+                                                                      / KEYFRAME_GAP).sum())}
         started = time.perf_counter()
         frame = self._compose(face, grid, color, alpha)
         self.timings["compose"] = (time.perf_counter() - started) * 1000
@@ -272,25 +293,37 @@ class SmoothSource:
             outputs = self._float_cache[keyframe] = (keyframe.grid, keyframe.color.float(), keyframe.alpha.float())
         return outputs
 
-    def _face_for(self, pose: np.ndarray) -> tuple[torch.Tensor, bytes, bool]:
-        """The face for this pose and its key, or (stale=True) the last one shown while the worker
-        computes this one."""
+    def _face_for(self, pose: np.ndarray, t: float, generation: int) -> tuple[torch.Tensor, bytes, bool]:
+        """The face for this pose and its key, or (stale=True) while the worker has not made it yet: the face
+        it made for the latest frame time before t, else the last one shown."""
         key = face_key(pose)
         version = self._image_version
-        face, last = self.faces.get(key), self._recent_face or self._last_face
+        face = self.faces.get(key)
         if face is None:
-            if last is None:
+            if self._last_face is None:
                 face = self._compute_face(pose)
-            else:  # the nearest face we have (the one computed for the latest miss) while this one is made
+            else:
                 with self._lock:
-                    self._urgent.append(pose)
-                    self._lock.notify_all()
+                    self._lock.notify_all()  # the face worker, should it be waiting
                 self.stale_frames += 1
-                return last[1], last[0], True
+                return (*self._nearest_made(t, generation), True)
         with self._lock:
             if version == self._image_version:  # not a face of the character that was just replaced
-                self._last_face, self._recent_face = (key, face), None
+                self._last_face = (key, face)
         return face, key, False
+
+    def _nearest_made(self, t: float, generation: int) -> tuple[torch.Tensor, bytes]:
+        with self._lock:
+            made = list(self._made)
+        for made_t, made_generation, key in reversed(made):
+            if made_t <= t and made_generation == generation:
+                face = self.faces.get(key)
+                if face is not None:
+                    with self._lock:
+                        self._last_face = (key, face)
+                    return face, key
+        key, face = self._last_face
+        return face, key
 
     def _compose(self, face: torch.Tensor, grid: torch.Tensor, color: torch.Tensor,
                  alpha: torch.Tensor) -> np.ndarray:
@@ -343,7 +376,7 @@ class SmoothSource:
                 del self._keyframes[key]
 
     @torch.inference_mode()
-    def _render_keyframe(self, t: float, pose: np.ndarray) -> Keyframe:
+    def _render_keyframe(self, t: float, pose: np.ndarray, abandon_if_stale: bool = False) -> Keyframe | None:
         started = time.perf_counter()
         generation = self._generation()
         version = self._image_version
@@ -351,10 +384,22 @@ class SmoothSource:
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         rotation = p[:, P.ROTATION]
         with self._locks.body:
-            image = self.poser.image.clone()
-            image[(..., *FACE_BOX)] = face.to(image.dtype)
-            warped, grid_change = self.poser.rotate(image, rotation)
-            grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
+            if abandon_if_stale:
+                with self._lock:
+                    self._cancellable = generation
+            try:
+                image = self.poser.image.clone()
+                image[(..., *FACE_BOX)] = face.to(image.dtype)
+                warped, grid_change = self.poser.rotate(image, rotation)
+                if abandon_if_stale and generation != self._generation():  # an event: leave the cores to it
+                    return None
+                grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
+            except backends.Cancelled:
+                return None
+            finally:
+                if abandon_if_stale:
+                    with self._lock:
+                        self._cancellable = None
         keyframe = Keyframe(t, generation, version, pose, grid.float(), color.half(), alpha.half())
         self.keyframes_rendered += 1
         self.last_keyframe_ms = (time.perf_counter() - started) * 1000
@@ -382,12 +427,18 @@ class SmoothSource:
         face = full[(..., *FACE_BOX)].float().clone()
         if version == self._image_version:
             self.faces.put(key, face)
-        self.timings["face"] = (time.perf_counter() - started) * 1000
+        elapsed = time.perf_counter() - started
+        self.timings["face"] = elapsed * 1000
+        if self._rush and threading.current_thread().name == "talkinghead-faces":
+            self.rush_face_cost = 0.5 * self.rush_face_cost + 0.5 * elapsed
+        else:
+            self.face_cost = 0.7 * self.face_cost + 0.3 * elapsed
         return face
 
     # -- the worker ----------------------------------------------------------------------------------------
     def _work(self, next_job: Callable[[], bool]) -> None:
         _one_torch_thread()
+        _lower_priority()
         while True:
             with self._lock:
                 while self._paused and not self._closed:
@@ -403,21 +454,28 @@ class SmoothSource:
                 time.sleep(0.5)
 
     def _face_jobs(self) -> bool:
-        """One face: the one a frame just missed, else the next one the coming frames will need (idle, the
-        face changes only in blinks, scheduled seconds ahead: they are ready long before)."""
+        """One face: the first one missing for the coming frames, from the first frame it can be ready for
+        (a face made for a time already past would only ever be shown late). After an event that is the new
+        future's first face, and the keyframe worker waits for it; idle, the face changes only in blinks,
+        scheduled seconds ahead: they are ready long before."""
+        generation = self._generation()
+        if generation != self._face_generation:
+            self._face_generation, self._rush = generation, True
+            self._cancel_stale_keyframe(generation)
+        try:
+            now = self._clock()
+            ready = now + (self.rush_face_cost if self._rush else self.face_cost) + 1.0 / max(self._fps(), 1.0)
+            return (self._face_job(ready, now + 1.0) or self._face_job(now + 1.0, now + self.face_lookahead)
+                    or self._speech_warm_job(now))
+        finally:
+            self._rush = False
+
+    def _cancel_stale_keyframe(self, generation: int) -> None:
+        """An event: a keyframe being made for the old future is wasted work, and it would slow the new
+        future's first face (two workers on two cores beside the frame thread), so stop it."""
         with self._lock:
-            urgent = self._urgent.popleft() if self._urgent else None
-        if urgent is not None:
-            if face_key(urgent) not in self.faces:
-                version = self._image_version
-                face = self._compute_face(urgent)
-                with self._lock:
-                    if version == self._image_version:
-                        self._recent_face = (face_key(urgent), face)
-            return True
-        now = self._clock()
-        return (self._face_job(now, now + 1.0) or self._face_job(now + 1.0, now + self.face_lookahead)
-                or self._speech_warm_job(now))
+            if self._cancellable is not None and self._cancellable != generation:
+                backends.cancel_runs(self.poser, BODY_NETWORKS)
 
     def _speech_warm_job(self, now: float) -> bool:
         """With nothing else to do, make the mouth shapes talking will need with the current face (each
@@ -438,6 +496,8 @@ class SmoothSource:
         """One keyframe: the first planned one still ahead of the clock when one started now is done (behind
         schedule, planned keyframes are skipped rather than rendered as history), up to KEYFRAME_LOOKAHEAD
         ahead."""
+        if self._rush:  # an event: its first face comes first (both workers on the cores would halve its speed)
+            return False
         now = self._clock()
         with self._lock:
             empty = not self._keyframes
@@ -451,8 +511,8 @@ class SmoothSource:
             existing = self._keyframes.get(self._key(t))
         if existing is not None and existing.generation == self._generation():
             return False
-        keyframe = self._render_keyframe(t, self._pose_at(t))
-        if keyframe.generation == self._generation():  # an event during the render made it stale: drop it
+        keyframe = self._render_keyframe(t, self._pose_at(t), abandon_if_stale=True)
+        if keyframe is not None and keyframe.generation == self._generation():  # else an event made it stale
             self._store(keyframe)
         return True
 
@@ -501,8 +561,11 @@ class SmoothSource:
             tick = max(tick, self._scanned[1])
         while tick * step < t1:
             pose = self._pose_at(tick * step)
-            if face_key(pose) not in self.faces:
+            key = face_key(pose)
+            if key not in self.faces:
                 self._compute_face(pose)
+                with self._lock:
+                    self._made.append((tick * step, future[0], key))
                 return True
             tick += 1
             self._scanned = (future, tick)

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import BackendNetwork
+from .base import BackendNetwork, Cancelled
 from .export import DEFAULT_CACHE_DIR, backend_cache_dir, export_onnx
 
 log = logging.getLogger(__name__)
@@ -145,10 +145,18 @@ def apply_backend(poser, backend: str = "auto", *, cache_dir: Path | str = DEFAU
     return poser
 
 
+def cancel_runs(poser, names: Sequence[str]) -> None:
+    """Stop the runs in progress of these networks, where the backend can (they raise Cancelled)."""
+    for name in names:
+        network = poser.networks.get(name)
+        if isinstance(network, BackendNetwork):
+            network.cancel()
+
+
 def active_backend(poser) -> str:
     """The backend the poser's per-frame networks run on."""
     return next((n.backend for n in poser.networks.values() if isinstance(n, BackendNetwork)), "torch")
 
 
-__all__ = ["BACKENDS", "BackendError", "BackendNetwork", "INPUT_SHAPES", "KEEP_IN_TORCH", "active_backend",
+__all__ = ["BACKENDS", "BackendError", "BackendNetwork", "Cancelled", "INPUT_SHAPES", "KEEP_IN_TORCH", "active_backend",
            "apply_backend", "available_backends", "default_threads", "example_inputs", "resolve", "wrap_network"]

@@ -8,6 +8,10 @@ from torch import Tensor, nn
 from .export import ExportedGraph
 
 
+class Cancelled(RuntimeError):
+    """A network run was cancelled from another thread (its result was no longer wanted)."""
+
+
 class BackendNetwork(nn.Module):
     """Runs an exported graph in place of the torch module it came from: same call signature, same
     return structure (a tensor, a tuple of tensors, ...), float32 CPU tensors out. Subclasses implement
@@ -29,6 +33,10 @@ class BackendNetwork(nn.Module):
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Stop the run in progress, if any, from another thread: it raises Cancelled. Backends that can't
+        stop a run let it finish."""
 
     def extra_repr(self) -> str:
         return f"{self.name}, backend={self.backend}, graph={self.graph.path.name}"

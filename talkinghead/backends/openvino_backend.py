@@ -25,7 +25,7 @@ import openvino as ov
 import openvino.properties as props
 import openvino.properties.hint as hints
 
-from .base import BackendNetwork
+from .base import BackendNetwork, Cancelled
 from .export import ExportedGraph
 
 VERSION = ov.get_version().split("-")[0]
@@ -61,7 +61,18 @@ class OpenVinoNetwork(BackendNetwork):
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         with self._lock:
-            # share_inputs: OpenVINO reads our arrays in place. Outputs are copied: the request's own output
-            # buffers are overwritten by the next call, and callers may keep a frame that long.
-            result = self.request.infer(arrays, share_inputs=True, share_outputs=False)
-            return list(result.to_tuple())
+            # share_inputs: OpenVINO reads our arrays in place. Run asynchronously and wait, so that
+            # `cancel` can stop it from another thread (the CPU plugin stops between layers).
+            self.request.start_async(arrays, share_inputs=True)
+            try:
+                self.request.wait()
+            except RuntimeError as e:
+                if "cancel" in str(e).lower():
+                    raise Cancelled(self.name) from None
+                raise
+            # Outputs are copied: the request's own buffers are overwritten by the next call, and callers
+            # may keep a frame that long.
+            return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
+
+    def cancel(self) -> None:
+        self.request.cancel()  # a no-op when nothing runs
