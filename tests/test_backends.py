@@ -145,6 +145,52 @@ def test_wrapped_module_has_the_same_call_and_outputs(backend, module_type, cach
         assert_close(a, e, backend)
 
 
+class Slow(nn.Module):
+    """Many layers: a run long enough (0.2-0.5 s on 2 cores) to be cancelled part-way."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(4, 32, 3, padding=1),
+                                    *[nn.Conv2d(32, 32, 3, padding=1) for _ in range(16)],
+                                    nn.Conv2d(32, 4, 3, padding=1))
+
+    def forward(self, image):
+        return self.layers(image)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("openvino", marks=installed("openvino"))])
+def test_a_run_can_be_cancelled_from_another_thread_and_the_next_run_works(backend, cache_dir):
+    import threading
+    import time
+
+    torch.manual_seed(2)
+    module = Slow().eval()
+    image = torch.rand(1, 4, 192, 192)
+    wrapped = backends.wrap_network(module, (image,), backend, name="toy_slow", cache_dir=cache_dir, threads=1)
+    outcome = {}
+
+    def run():
+        started = time.perf_counter()
+        try:
+            wrapped(image)
+            outcome["result"] = "finished"
+        except backends.Cancelled:
+            outcome["result"] = "cancelled"
+        outcome["seconds"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.02)
+    wrapped.cancel()
+    thread.join()
+    assert outcome["result"] == "cancelled"
+    with torch.inference_mode():
+        assert_close(wrapped(image), module(image), backend)  # the request is usable again
+    wrapped.cancel()  # nothing running: a no-op
+    with torch.inference_mode():
+        assert_close(wrapped(image), module(image), backend)
+
+
 @needs_exporter
 def test_export_is_cached_and_written_atomically(cache_dir, monkeypatch):
     torch.manual_seed(1)

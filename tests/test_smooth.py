@@ -150,3 +150,50 @@ def test_worker_fills_faces_for_coming_frames(source):
     for t in ticks:
         source.frame_at(t)
     assert source.faces.misses == misses and source.stale_frames == 0
+
+
+# ---- the frame grid and events -------------------------------------------------------------------------
+def test_renderer_shows_the_poses_of_the_frame_grid():
+    """Frames are rendered for multiples of 1/fps (the times the face worker prepares), in order."""
+    import time
+
+    from talkinghead.renderer import Renderer
+
+    times = []
+    renderer = Renderer(lambda t: (times.append(t) or np.zeros((2, 2, 4), np.uint8), {}), fps=lambda: 25.0)
+    renderer.start()
+    time.sleep(0.5)
+    renderer.close()
+    assert len(times) >= 8
+    ticks = np.array(times) * 25.0
+    assert np.allclose(ticks, np.round(ticks), atol=1e-6) and np.all(np.diff(ticks) >= 1 - 1e-6)
+
+
+def test_after_an_event_the_first_face_is_made_for_a_frame_it_can_be_ready_for(source):
+    aaa, iii = P.INDEX["mouth_aaa_index"], P.INDEX["mouth_iii_index"]
+
+    def pose_at(t):
+        p = np.zeros(45, np.float32)
+        if source.state["generation"] == 1:  # the event at t = 100: the mouth opens, then widens
+            p[aaa] = np.clip((t - 100.0) * 10.0, 0.0, 1.0)
+            p[iii] = np.clip((t - 100.2) * 10.0, 0.0, 1.0)
+        return quantize_face(p)
+
+    source._pose_at = pose_at
+    source.frame_at(100.0)
+    source.state["generation"] = 1
+    source.rush_face_cost = 0.1
+    assert source._face_jobs()
+    (made_t, generation, key), = source._made
+    assert generation == 1 and made_t >= 100.0 + 0.1  # not for a time that will have passed
+    assert key in source.faces
+    # A frame before that time has no face of its own yet: it shows the last face (the closed mouth) ...
+    frame_before, meta = source.frame_at(100.04)
+    assert meta["stale_face"] and meta["face_shown"] == face_key(pose_at(99.0))
+    # ... and from the time the face was made for, the new face shows.
+    source.clock.t = made_t
+    meta = source.frame_at(made_t)[1]
+    assert not meta["stale_face"] and meta["face_shown"] == key
+    # A later frame whose face is still missing shows that newest face, not the old one.
+    meta = source.frame_at(made_t + 0.2)[1]
+    assert meta["stale_face"] and meta["face_shown"] == key
