@@ -47,11 +47,15 @@ class Viewer(threading.Thread):
         self.url, self.parts, self.stop = url, 0, threading.Event()
 
     def run(self):
-        with requests.get(self.url, stream=True, timeout=30) as response:
-            for chunk in response.iter_content(chunk_size=65536):
-                self.parts += chunk.count(b"--frame")
-                if self.stop.is_set():
-                    return
+        try:
+            with requests.get(self.url, stream=True, timeout=30) as response:
+                for chunk in response.iter_content(chunk_size=65536):
+                    self.parts += chunk.count(b"--frame")
+                    if self.stop.is_set():
+                        return
+        except requests.RequestException:
+            if not self.stop.is_set():
+                raise  # the stream broke while we were watching
 
 
 def main() -> int:

@@ -72,14 +72,17 @@ class TalkingHead:
     def start_talking(self) -> None:
         with self._state_lock:
             self.animator.start_talking(self._clock())
+        self._event()
 
     def stop_talking(self) -> None:
         with self._state_lock:
             self.animator.stop_talking(self._clock())
+        self._event()
 
     def set_emotion(self, name: str) -> str:
         with self._state_lock:
             used = self.animator.set_emotion(name, self._clock())
+        self._event()
         if used != name:
             log.info("unknown emotion %r; using %r", name, used)
         return used
@@ -89,12 +92,14 @@ class TalkingHead:
         templates = self._default_templates if not obj else emotions.templates_from_json(obj)
         with self._state_lock:
             self.animator.set_templates(templates, self._clock())
+        self._event()
 
     def load_animator_settings(self, obj: dict) -> None:
         """`{}` resets to defaults. Raises settings.SettingsError; old settings kept."""
         settings = AnimatorSettings.from_json(obj)
         with self._state_lock:
             self.animator.set_settings(settings, self._clock())
+        self._event()
 
     # -- queries -----------------------------------------------------------------------------------------
     def render_still(self, pose: np.ndarray) -> bytes:
@@ -149,7 +154,14 @@ class TalkingHead:
         if self.source:
             self.source.start()
 
+    def _event(self) -> None:
+        """The animation's future changed: the smooth source drops the work it was doing for the old one."""
+        if self.source:
+            self.source.event()
+
     def _set_character(self, rgba: np.ndarray) -> None:
+        if self.source:
+            self.source.cancel_keyframe()  # the old character's: don't wait for it
         with self._poser_lock:
             self.poser.set_image(rgba)
         if self.source:
