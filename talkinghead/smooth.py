@@ -60,6 +60,8 @@ KEYFRAME_SPLITS = 4  # so keyframes are at least keyframe_interval / 16 apart
 # Seconds: keyframes are made this far ahead of the clock, so the worker renders a turn's several keyframes
 # during the rest before it (the idle motion is known in advance; an event cuts it short).
 KEYFRAME_LOOKAHEAD = 6.0
+# Faces for more than a second ahead (and the speech warm-up) wait while the keyframes reach less far.
+KEYFRAMES_BEFORE_FAR_FACES = 1.5
 # Threads per network for the backend in smooth mode: the frame thread and two workers already share the
 # cores, so each network runs on one (more only makes them fight over the same two cores).
 SMOOTH_BACKEND_THREADS = 1
@@ -480,10 +482,20 @@ class SmoothSource:
         try:
             now = self._clock()
             ready = now + (self.rush_face_cost if self._rush else self.face_cost) + 1.0 / max(self._fps(), 1.0)
-            return (self._face_job(ready, now + 1.0) or self._face_job(now + 1.0, now + self.face_lookahead)
-                    or self._speech_warm_job(now))
+            if self._face_job(ready, now + 1.0):
+                return True
+            if self._keyframes_ahead(now) < KEYFRAMES_BEFORE_FAR_FACES:  # the keyframe worker is behind: the
+                return False  # cores are its until then (a missing keyframe freezes the head's motion)
+            return self._face_job(now + 1.0, now + self.face_lookahead) or self._speech_warm_job(now)
         finally:
             self._rush = False
+
+    def _keyframes_ahead(self, now: float) -> float:
+        """Seconds from now to the last keyframe made for the current future."""
+        generation = self._generation()
+        with self._lock:
+            times = [kf.t for kf in self._keyframes.values() if kf.generation == generation]
+        return max(times, default=now) - now
 
     def _cancel_stale_keyframe(self, generation: int) -> None:
         """An event: a keyframe being made for the old future is wasted work, and it would slow the new
