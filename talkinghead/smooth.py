@@ -55,7 +55,7 @@ FACE_NETWORKS = ("eyebrow_morphing_combiner", "face_morpher")  # what a face run
 # over the six values) and the motion between them is nearly straight, at most KEYFRAME_SPLITS times.
 # Breathing interpolates almost perfectly (a full breath between two keyframes stays above 55 dB).
 KEYFRAME_GAP = np.array([0.3, 0.4, 0.2, 0.6, 0.2, 3.0])  # head_x, head_y, neck_z, body_y, body_z, breathing
-KEYFRAME_BEND = 0.2  # how far (in gaps) the pose halfway may stray from the middle of its keyframes
+KEYFRAME_BEND = 0.2  # how far (in gaps) the pose halfway may stray from the line between its keyframes
 KEYFRAME_SPLITS = 4  # so keyframes are at least keyframe_interval / 16 apart
 # Seconds: keyframes are made this far ahead of the clock, so the worker renders a turn's several keyframes
 # during the rest before it (the idle motion is known in advance; an event cuts it short).
@@ -140,6 +140,17 @@ def _blend_weight(pose: np.ndarray, left: Keyframe, right: Keyframe, t: float) -
     if denominator < 1e-8:  # the keyframes hardly differ: time is as good a measure as any
         return float(np.clip((t - left.t) / (right.t - left.t), 0.0, 1.0))
     return float(np.clip(np.dot(r - a, span) / denominator, 0.0, 1.0))
+
+
+def _bend(r0: np.ndarray, rm: np.ndarray, r1: np.ndarray) -> float:
+    """How far (in KEYFRAME_GAPs, summed over the values) the rotation halfway strays from the straight line
+    between the keyframes' rotations. Only leaving the line matters: the blend weight follows the pose along
+    it, however unevenly it moves."""
+    a, m, b = (r / KEYFRAME_GAP for r in (r0, rm, r1))
+    span = b - a
+    length = float(np.dot(span, span))
+    along = float(np.dot(m - a, span)) / length if length > 1e-12 else 0.0
+    return float(np.abs(m - a - np.clip(along, 0.0, 1.0) * span).sum())
 
 
 class FaceCache:
@@ -587,8 +598,7 @@ class SmoothSource:
             tm = (t0 + t1) / 2
             rm = self._pose_at(tm)[P.ROTATION]
             gap = np.abs(r1 - r0) / KEYFRAME_GAP
-            bend = np.abs(rm - (r0 + r1) / 2) / KEYFRAME_GAP
-            if depth < KEYFRAME_SPLITS and (gap.sum() > 1.0 or bend.sum() > KEYFRAME_BEND):
+            if depth < KEYFRAME_SPLITS and (gap.sum() > 1.0 or _bend(r0, rm, r1) > KEYFRAME_BEND):
                 split(t0, r0, tm, rm, depth + 1)
                 times.append(tm)
                 split(tm, rm, t1, r1, depth + 1)
