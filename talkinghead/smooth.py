@@ -489,7 +489,7 @@ class SmoothSource:
         generation = self._generation()
         if generation != self._face_generation:
             self._face_generation, self._rush = generation, True
-            self._cancel_stale_keyframe(generation)
+            self.event()  # the engine says so on each command; this covers any other source of change
         try:
             now = self._clock()
             ready = now + (self.rush_face_cost if self._rush else self.face_cost) + 1.0 / max(self._fps(), 1.0)
@@ -508,16 +508,10 @@ class SmoothSource:
             times = [kf.t for kf in self._keyframes.values() if kf.generation == generation]
         return max(times, default=now) - now
 
-    def _cancel_stale_keyframe(self, generation: int) -> None:
-        """An event: a keyframe being made for the old future is wasted work, and it would slow the new
-        future's first face (two workers on two cores beside the frame thread), so stop it."""
-        with self._lock:
-            if self._cancellable is not None and self._cancellable != generation:
-                backends.cancel_runs(self.poser, BODY_NETWORKS)
-
     def event(self) -> None:
-        """A command changed the future: stop the work in progress for the old one (a keyframe, a face), so
-        the new future's first face is made at once, on a core of its own."""
+        """A command changed the future: stop the work in progress for the old one (a keyframe, a face): it
+        is wasted, and two workers on two cores beside the frame thread would halve the speed of the new
+        future's first face."""
         generation = self._generation()
         with self._lock:
             if self._cancellable is not None and self._cancellable != generation:
