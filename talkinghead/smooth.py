@@ -62,6 +62,8 @@ KEYFRAME_SPLITS = 4  # so keyframes are at least keyframe_interval / 16 apart
 KEYFRAME_LOOKAHEAD = 6.0
 # Faces for more than a second ahead (and the speech warm-up) wait while the keyframes reach less far.
 KEYFRAMES_BEFORE_FAR_FACES = 1.5
+# Seconds: when the keyframes ahead reach less than one keyframe's cost plus this, faces wait altogether.
+KEYFRAME_RESERVE = 0.25
 # Threads per network for the backend in smooth mode: the frame thread and two workers already share the
 # cores, so each network runs on one (more only makes them fight over the same two cores).
 SMOOTH_BACKEND_THREADS = 1
@@ -493,6 +495,9 @@ class SmoothSource:
         try:
             now = self._clock()
             ready = now + (self.rush_face_cost if self._rush else self.face_cost) + 1.0 / max(self._fps(), 1.0)
+            if (not self._rush and self._keyframes_ahead(now, current_future_only=False)
+                    < self.keyframe_cost + KEYFRAME_RESERVE):
+                return False  # no keyframe ahead soon: the head would freeze, worse than a mouth a frame late
             if self._face_job(ready, now + 1.0):
                 return True
             if self._keyframes_ahead(now) < KEYFRAMES_BEFORE_FAR_FACES:  # the keyframe worker is behind: the
@@ -501,11 +506,13 @@ class SmoothSource:
         finally:
             self._rush = False
 
-    def _keyframes_ahead(self, now: float) -> float:
-        """Seconds from now to the last keyframe made for the current future."""
+    def _keyframes_ahead(self, now: float, current_future_only: bool = True) -> float:
+        """Seconds from now to the last keyframe made for the current future (or for any: after an event the
+        old future's keyframes still carry the head on until new ones land)."""
         generation = self._generation()
         with self._lock:
-            times = [kf.t for kf in self._keyframes.values() if kf.generation == generation]
+            times = [kf.t for kf in self._keyframes.values()
+                     if kf.generation == generation or not current_future_only]
         return max(times, default=now) - now
 
     def event(self) -> None:
