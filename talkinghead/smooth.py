@@ -20,6 +20,7 @@ in the next frame that finds its face in the cache (the worker computes it first
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import os
@@ -224,8 +225,8 @@ class SmoothSource:
         self._made: collections.deque[tuple[float, int, bytes]] = collections.deque(maxlen=64)
         self._face_generation = -1  # the future the face worker last worked for
         self._rush = False  # the face worker is making the first face of a new future: keyframes wait
-        self._cancellable: int | None = None  # the generation of the keyframe the worker is making, if any
-        self._face_cancellable: int | None = None  # and of the face the face worker is making
+        # "body" / "face": the future (generation) of the keyframe or face a worker is making, while it does
+        self._working_for: dict[str, int] = {}
         self._eyebrows = FaceCache(8)  # eyebrow-combiner outputs: eyebrows rarely move while the face does
         self._last_face: tuple[bytes, torch.Tensor] | None = None  # key and face of the last face shown
         self._base_grid: torch.Tensor | None = None
@@ -401,10 +402,7 @@ class SmoothSource:
         face = self._face_for_keyframe(pose)
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         rotation = p[:, P.ROTATION]
-        with self._locks.body:
-            if abandon_if_stale:
-                with self._lock:
-                    self._cancellable = generation
+        with self._locks.body, self._cancellable_by_events("body", generation if abandon_if_stale else None):
             try:
                 image = self.poser.image.clone()
                 image[(..., *FACE_BOX)] = face.to(image.dtype)
@@ -414,10 +412,6 @@ class SmoothSource:
                 grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
             except backends.Cancelled:
                 return None
-            finally:
-                if abandon_if_stale:
-                    with self._lock:
-                        self._cancellable = None
         keyframe = Keyframe(t, generation, version, pose, grid.float(), color.half(), alpha.half())
         self.keyframes_rendered += 1
         self.last_keyframe_ms = (time.perf_counter() - started) * 1000
@@ -437,10 +431,7 @@ class SmoothSource:
         started = time.perf_counter()
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         eyebrow_key = key[:P.NUM_EYEBROW]
-        with self._locks.face:
-            if cancellable:
-                with self._lock:
-                    self._face_cancellable = self._generation()
+        with self._locks.face, self._cancellable_by_events("face", self._generation() if cancellable else None):
             try:
                 version = self._image_version
                 eyebrows = self._eyebrows.get(eyebrow_key)
@@ -450,16 +441,12 @@ class SmoothSource:
                 full = self.poser.face_morph(p[:, P.FACE], eyebrows)
             except backends.Cancelled:
                 return None
-            finally:
-                if cancellable:
-                    with self._lock:
-                        self._face_cancellable = None
         face = full[(..., *FACE_BOX)].half()  # 0.3 MB instead of 0.6; within 0.06 of an 8-bit level
         if version == self._image_version:
             self.faces.put(key, face)
         elapsed = time.perf_counter() - started
         self.timings["face"] = elapsed * 1000
-        if self._rush and threading.current_thread().name == "talkinghead-faces":
+        if self._rush and cancellable:  # the face worker's (only it makes cancellable faces)
             self.rush_face_cost = 0.5 * self.rush_face_cost + 0.5 * elapsed
         else:
             self.face_cost = 0.7 * self.face_cost + 0.3 * elapsed
@@ -521,18 +508,32 @@ class SmoothSource:
         future's first face."""
         generation = self._generation()
         with self._lock:
-            if self._cancellable is not None and self._cancellable != generation:
-                backends.cancel_runs(self.poser, BODY_NETWORKS)
-            if self._face_cancellable is not None and self._face_cancellable != generation:
-                backends.cancel_runs(self.poser, FACE_NETWORKS)
+            for part, networks in (("body", BODY_NETWORKS), ("face", FACE_NETWORKS)):
+                if self._working_for.get(part, generation) != generation:
+                    backends.cancel_runs(self.poser, networks)
             self._lock.notify_all()
 
     def cancel_keyframe(self) -> None:
         """Stop the keyframe the worker is making, if any (a new character is coming: it would only delay
         the new character's first frame, which waits for the poser)."""
         with self._lock:
-            if self._cancellable is not None:
+            if "body" in self._working_for:
                 backends.cancel_runs(self.poser, BODY_NETWORKS)
+
+    @contextlib.contextmanager
+    def _cancellable_by_events(self, part: str, generation: int | None):
+        """While the block runs (holding `part`'s poser lock), `event()` may cancel its networks when the
+        future changes. generation None: not cancellable (a frame waits for this work)."""
+        if generation is None:
+            yield
+            return
+        with self._lock:
+            self._working_for[part] = generation
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._working_for[part]
 
     def _speech_warm_job(self, now: float) -> bool:
         """With nothing else to do, make the mouth shapes talking will need with the current face (each
