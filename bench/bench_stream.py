@@ -1,7 +1,7 @@
 """The stream as a viewer sees it, on this CPU: distinct frames per second, how close each delivered frame is
 to the exact render of the pose it shows, how fast events show, time to the first frame, peak memory.
 
-    python bench/bench_stream.py [--seconds 30] [--backend auto] [--sample-every 5]
+    python bench/bench_stream.py [--seconds 30] [--backend auto] [--sample-every 5] [--list-below DB]
 
 Runs the real engine (smooth mode, as the server does on a CPU) in this process with the classifier loaded
 too (for peak RSS), samples delivered frames, and afterwards renders the exact frame of each sampled pose
@@ -71,7 +71,7 @@ class Sampler:
                 self.samples.append((frame.rgba.copy(), frame.t, dict(frame.meta)))
 
 
-def quality(poser: Poser, samples) -> dict:
+def quality(poser: Poser, samples, list_below: float = 0.0) -> dict:
     face, full, stale = [], [], []
     for rgba, _, meta in samples:
         exact = over_grey(poser.render(meta["pose"]))
@@ -81,9 +81,13 @@ def quality(poser: Poser, samples) -> dict:
         stale.append(bool(meta.get("stale_face")))
     fresh = [f for f, s in zip(face, stale) if not s] or [float("nan")]
     worst = int(np.argmin(face))
+    started = samples[0][1] if samples else 0.0
+    below = [f"{samples[i][1] - started:6.2f} s: face {face[i]:.1f} dB, {_how_made(samples[i])}"
+             for i in range(len(face)) if face[i] < list_below]
     return {"face_mean": statistics.mean(face), "face_worst": min(face),
             "full_mean": statistics.mean(full), "full_worst": min(full), "n": len(face),
-            "stale": sum(stale), "fresh_face_worst": min(fresh), "worst": _how_made(samples[worst])}
+            "stale": sum(stale), "fresh_face_worst": min(fresh), "worst": _how_made(samples[worst]),
+            "below": below}
 
 
 def _how_made(sample) -> str:
@@ -116,6 +120,8 @@ def main() -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--sample-every", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="backend threads per network (default: as the server)")
+    ap.add_argument("--list-below", type=float, default=0.0, metavar="DB",
+                    help="list the sampled frames whose face PSNR is below this, with how they were made")
     ap.add_argument("--settings", default="{}", help='animator settings as JSON, e.g. {"sway_micro_strength": 0}')
     args = ap.parse_args()
     settings = json.loads(args.settings)
@@ -173,7 +179,7 @@ def main() -> int:
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     poser.set_image(character)  # the samples show the first character
-    q_idle, q_talk = quality(poser, idle.samples), quality(poser, talking.samples)
+    q_idle, q_talk = (quality(poser, s.samples, args.list_below) for s in (idle, talking))
     rows += [("smooth stream, idle", idle.count / idle.duration, q_idle),
              ("smooth stream, talking", talking.count / talking.duration, q_talk)]
 
@@ -193,6 +199,8 @@ def main() -> int:
     for label, _, q in rows:
         if q is not None:
             print(f"worst face, {label}: {q['worst']}")
+            for line in q["below"]:
+                print(f"    {label}, {line}")
     print("\n| event | time to the first frame showing it (ms) |")
     print("|---|---:|")
     for label, seconds in latencies.items():

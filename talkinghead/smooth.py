@@ -239,7 +239,6 @@ class SmoothSource:
         self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, compose
         self.keyframe_cost = 0.5  # seconds, a running estimate: how far ahead the next keyframe must be
         self.face_cost = 0.2  # seconds, the same for a face
-        self.rush_face_cost = 0.15  # and for an event's first face, made while the keyframe worker waits
         self._scanned: tuple[tuple, int] = ((), 0)  # (future, tick): faces of the ticks before it are cached
         self.stale_frames = 0  # frames shown with a face that was not the exact one (cache miss)
 
@@ -399,11 +398,14 @@ class SmoothSource:
         started = time.perf_counter()
         generation = self._generation()
         version = self._image_version
-        face = self._face_for_keyframe(pose)
+        face = self._face_for_keyframe(pose, cancellable=abandon_if_stale)
+        if face is None or (abandon_if_stale and generation != self._generation()):
+            return None  # an event came: the face is for the old future, and the cores are the new one's
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         rotation = p[:, P.ROTATION]
         with self._locks.body, self._cancellable_by_events("body", generation if abandon_if_stale else None):
             try:
+                self._stop_if_stale(generation if abandon_if_stale else None)
                 image = self.poser.image.clone()
                 image[(..., *FACE_BOX)] = face.to(image.dtype)
                 warped, grid_change = self.poser.rotate(image, rotation)
@@ -419,25 +421,28 @@ class SmoothSource:
         self.keyframe_cost = 0.7 * self.keyframe_cost + 0.3 * self.last_keyframe_ms / 1000
         return keyframe
 
-    def _face_for_keyframe(self, pose: np.ndarray) -> torch.Tensor:
+    def _face_for_keyframe(self, pose: np.ndarray, cancellable: bool) -> torch.Tensor | None:
         face = self.faces.get(face_key(pose))
-        return face if face is not None else self._compute_face(pose)
+        return face if face is not None else self._compute_face(pose, cancellable)
 
     @torch.inference_mode()
     def _compute_face(self, pose: np.ndarray, cancellable: bool = False) -> torch.Tensor | None:
-        """The face for this pose, now (and into the cache). cancellable (the face worker): an event may stop
-        it, then None."""
+        """The face for this pose, now (and into the cache). cancellable (the workers): an event may stop it,
+        then None."""
         key = face_key(pose)
         started = time.perf_counter()
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         eyebrow_key = key[:P.NUM_EYEBROW]
-        with self._locks.face, self._cancellable_by_events("face", self._generation() if cancellable else None):
+        generation = self._generation() if cancellable else None
+        with self._locks.face, self._cancellable_by_events("face", generation):
             try:
+                self._stop_if_stale(generation)
                 version = self._image_version
                 eyebrows = self._eyebrows.get(eyebrow_key)
                 if eyebrows is None:
                     eyebrows = self.poser.morph_eyebrows(p[:, P.EYEBROW])
                     self._eyebrows.put(eyebrow_key, eyebrows)
+                self._stop_if_stale(generation)  # an event between the networks: cancel() found none running
                 full = self.poser.face_morph(p[:, P.FACE], eyebrows)
             except backends.Cancelled:
                 return None
@@ -446,9 +451,7 @@ class SmoothSource:
             self.faces.put(key, face)
         elapsed = time.perf_counter() - started
         self.timings["face"] = elapsed * 1000
-        if self._rush and cancellable:  # the face worker's (only it makes cancellable faces)
-            self.rush_face_cost = 0.5 * self.rush_face_cost + 0.5 * elapsed
-        else:
+        if not self._rush:  # a rush face has the cores to itself: faster than the usual one
             self.face_cost = 0.7 * self.face_cost + 0.3 * elapsed
         return face
 
@@ -472,16 +475,18 @@ class SmoothSource:
 
     def _face_jobs(self) -> bool:
         """One face: the first one missing for the coming frames, from the first frame it can be ready for
-        (a face made for a time already past would only ever be shown late). After an event that is the new
-        future's first face, and the keyframe worker waits for it; idle, the face changes only in blinks,
-        scheduled seconds ahead: they are ready long before."""
+        (a face made for a time already past would only ever be shown late). After an event it is the new
+        future's first face that differs from the old one's, for the next frame: frames show the latest face
+        made before their time when their own is missing, so it shows as soon as it is made (aiming at the
+        frame it would be ready for cost an event ~100 ms more); the keyframe worker waits for it. Idle, the
+        face changes only in blinks, scheduled seconds ahead: they are ready long before."""
         generation = self._generation()
         if generation != self._face_generation:
             self._face_generation, self._rush = generation, True
             self.event()  # the engine says so on each command; this covers any other source of change
         try:
             now = self._clock()
-            ready = now + (self.rush_face_cost if self._rush else self.face_cost) + 1.0 / max(self._fps(), 1.0)
+            ready = now + (0.0 if self._rush else self.face_cost) + 1.0 / max(self._fps(), 1.0)
             if (not self._rush and self._keyframes_ahead(now, current_future_only=False)
                     < self.keyframe_cost + KEYFRAME_RESERVE):
                 return False  # no keyframe ahead soon: the head would freeze, worse than a mouth a frame late
@@ -535,6 +540,12 @@ class SmoothSource:
             with self._lock:
                 del self._working_for[part]
 
+    def _stop_if_stale(self, generation: int | None) -> None:
+        """Raise Cancelled if work for this future (None: work that must finish) is no longer wanted: an
+        event came while it waited for a poser lock, or between two networks."""
+        if generation is not None and generation != self._generation():
+            raise backends.Cancelled("the future changed")
+
     def _speech_warm_job(self, now: float) -> bool:
         """With nothing else to do, make the mouth shapes talking will need with the current face (each
         vowel at each lattice level), so `start_talking` shows in the next frame instead of after a face
@@ -554,8 +565,8 @@ class SmoothSource:
         """One keyframe: the first planned one still ahead of the clock when one started now is done (behind
         schedule, planned keyframes are skipped rather than rendered as history), up to KEYFRAME_LOOKAHEAD
         ahead."""
-        if self._rush:  # an event: its first face comes first (both workers on the cores would halve its speed)
-            return False
+        if self._rush or self._face_generation != self._generation():
+            return False  # an event: its first face comes first (both workers on the cores would halve its speed)
         now = self._clock()
         with self._lock:
             empty = not self._keyframes

@@ -169,7 +169,7 @@ def test_renderer_shows_the_poses_of_the_frame_grid():
     assert np.allclose(ticks, np.round(ticks), atol=1e-6) and np.all(np.diff(ticks) >= 1 - 1e-6)
 
 
-def test_after_an_event_the_first_face_is_made_for_a_frame_it_can_be_ready_for(source):
+def test_after_an_event_the_first_new_face_is_for_the_next_frame_and_shows_once_made(source):
     aaa, iii = P.INDEX["mouth_aaa_index"], P.INDEX["mouth_iii_index"]
 
     def pose_at(t):
@@ -182,18 +182,45 @@ def test_after_an_event_the_first_face_is_made_for_a_frame_it_can_be_ready_for(s
     source._pose_at = pose_at
     source.frame_at(100.0)
     source.state["generation"] = 1
-    source.rush_face_cost = 0.1
     assert source._face_jobs()
     (made_t, generation, key), = source._made
-    assert generation == 1 and made_t >= 100.0 + 0.1  # not for a time that will have passed
-    assert key in source.faces
-    # A frame before that time has no face of its own yet: it shows the last face (the closed mouth) ...
-    frame_before, meta = source.frame_at(100.04)
-    assert meta["stale_face"] and meta["face_shown"] == face_key(pose_at(99.0))
-    # ... and from the time the face was made for, the new face shows.
+    assert generation == 1 and made_t == pytest.approx(100.04)  # the next frame: 1/25 s after the event
+    assert key in source.faces and key == face_key(pose_at(100.04))
+    # A frame before that time shows the last face (the closed mouth) ...
+    meta = source.frame_at(100.0)[1]
+    assert meta["face_shown"] == face_key(pose_at(99.0))
+    # ... from that time on the new face shows ...
     source.clock.t = made_t
     meta = source.frame_at(made_t)[1]
     assert not meta["stale_face"] and meta["face_shown"] == key
-    # A later frame whose face is still missing shows that newest face, not the old one.
+    # ... also in later frames whose own face is still missing (not the old face).
     meta = source.frame_at(made_t + 0.2)[1]
     assert meta["stale_face"] and meta["face_shown"] == key
+
+
+def test_a_face_for_an_old_future_stops_between_its_networks(source, monkeypatch):
+    """An event between the eyebrow combiner and the face morpher: no backend run to cancel at that moment,
+    yet the face morpher does not run for a future that is gone."""
+    morph_eyebrows = source.poser.morph_eyebrows
+
+    def eyebrows_then_event(*args):
+        out = morph_eyebrows(*args)
+        source.state["generation"] += 1
+        return out
+
+    monkeypatch.setattr(source.poser, "morph_eyebrows", eyebrows_then_event)
+    monkeypatch.setattr(source.poser, "face_morph", lambda *a: pytest.fail("the face morpher ran"))
+    pose = source.state["pose"].copy()
+    pose[P.INDEX["mouth_ooo_index"]] = 0.5
+    assert source._compute_face(pose, cancellable=True) is None
+    assert face_key(pose) not in source.faces
+
+
+def test_keyframes_wait_until_the_face_worker_has_seen_an_event(source):
+    source.frame_at(100.0)
+    source._face_generation = source.state["generation"]
+    source.state["generation"] += 1  # an event the face worker has not picked up yet
+    rendered = source.keyframes_rendered
+    assert not source._keyframe_jobs()
+    assert source._face_jobs() is not None  # the face worker takes the event (its first face)...
+    assert source._keyframe_jobs() and source.keyframes_rendered == rendered + 1  # ...then keyframes go on
