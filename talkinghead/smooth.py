@@ -56,8 +56,13 @@ FACE_NETWORKS = ("eyebrow_morphing_combiner", "face_morpher")  # what a face run
 # over the six values) and the motion between them is nearly straight, at most KEYFRAME_SPLITS times.
 # Breathing interpolates almost perfectly (a full breath between two keyframes stays above 55 dB).
 KEYFRAME_GAP = np.array([0.3, 0.4, 0.2, 0.6, 0.2, 3.0])  # head_x, head_y, neck_z, body_y, body_z, breathing
-KEYFRAME_BEND = 0.2  # how far (in gaps) the pose halfway may stray from the line between its keyframes
+KEYFRAME_BEND = 0.2  # how far (in gaps) the pose between two keyframes may stray from the line between them
 KEYFRAME_SPLITS = 4  # so keyframes are at least keyframe_interval / 16 apart
+# The share of the keyframe worker's time the plan may ask for (the rest is margin: a keyframe takes longer
+# while the face worker runs). On a slower CPU, or a busy one, the finest splits of the plan are left out
+# so that the keyframes made are spread evenly, rather than the worker falling behind the clock (then the
+# head stops, holding the last keyframe, until one lands).
+KEYFRAME_DUTY = 0.75
 # Seconds: keyframes are made this far ahead of the clock, so the worker renders a turn's several keyframes
 # during the rest before it (the idle motion is known in advance; an event cuts it short).
 KEYFRAME_LOOKAHEAD = 6.0
@@ -146,9 +151,9 @@ def _blend_weight(pose: np.ndarray, left: Keyframe, right: Keyframe, t: float) -
 
 
 def _bend(r0: np.ndarray, rm: np.ndarray, r1: np.ndarray) -> float:
-    """How far (in KEYFRAME_GAPs, summed over the values) the rotation halfway strays from the straight line
-    between the keyframes' rotations. Only leaving the line matters: the blend weight follows the pose along
-    it, however unevenly it moves."""
+    """How far (in KEYFRAME_GAPs, summed over the values) a rotation between two keyframes strays from the
+    straight line between the keyframes' rotations. Only leaving the line matters: the blend weight follows
+    the pose along it, however unevenly it moves."""
     a, m, b = (r / KEYFRAME_GAP for r in (r0, rm, r1))
     span = b - a
     length = float(np.dot(span, span))
@@ -572,8 +577,22 @@ class SmoothSource:
             empty = not self._keyframes
         if empty:
             return self._keyframe_job(math.floor(now / self.keyframe_interval) * self.keyframe_interval)
-        return any(self._keyframe_job(t)
-                   for t in self.planned_keyframes(now + self.keyframe_cost, now + KEYFRAME_LOOKAHEAD))
+        return any(self._keyframe_job(t) for t in self.keyframes_to_make(now))
+
+    def keyframes_to_make(self, now: float) -> list[float]:
+        """The planned keyframes from the first one a render started now can be in time for, up to
+        KEYFRAME_LOOKAHEAD ahead, not made yet; the finest splits are left out when the worker could not make
+        them all in time (KEYFRAME_DUTY)."""
+        t0, t1 = now + self.keyframe_cost, now + KEYFRAME_LOOKAHEAD
+        generation = self._generation()
+        with self._lock:
+            made = {key for key, kf in self._keyframes.items() if kf.generation == generation}
+        missing = [(t, depth) for t, depth in self._planned(t0, t1) if self._key(t) not in made]
+        budget = max(t1 - t0, 0.0) / max(self.keyframe_cost, 1e-3) * KEYFRAME_DUTY
+        depth = KEYFRAME_SPLITS
+        while depth > 0 and sum(d <= depth for _, d in missing) > budget:
+            depth -= 1
+        return [t for t, d in missing if d <= depth]
 
     def _keyframe_job(self, t: float) -> bool:
         with self._lock:
@@ -589,6 +608,11 @@ class SmoothSource:
     def planned_keyframes(self, t0: float, t1: float) -> list[float]:
         """Keyframe times in [t0, t1) for the current future: every keyframe_interval, and more where the
         head turns (see KEYFRAME_GAP)."""
+        return [t for t, _ in self._planned(t0, t1)]
+
+    def _planned(self, t0: float, t1: float) -> list[tuple[float, int]]:
+        """planned_keyframes() with each one's depth: 0 at the start of an interval, k for a split of the
+        k-th halving."""
         generation = self._generation()
         if self._plans_generation != generation:
             self._plans, self._plans_generation = {}, generation
@@ -599,25 +623,31 @@ class SmoothSource:
                 if len(self._plans) > 64:
                     self._plans.clear()
                 plan = self._plans[cell] = self._plan_interval(cell)
-            times += [t for t in plan if t0 <= t < t1]
+            times += [(t, depth) for t, depth in plan if t0 <= t < t1]
         return times
 
-    def _plan_interval(self, cell: int) -> list[float]:
-        """Keyframe times in one keyframe_interval: its start, and the midpoints of halves that need them."""
+    def _plan_interval(self, cell: int) -> list[tuple[float, int]]:
+        """Keyframes in one keyframe_interval, (time, depth): its start, and the midpoints of halves that
+        need them. A half needs one where its keyframes are too far apart, or where the motion anywhere
+        between them (probed every 1/32 of the interval) leaves the line between them: the blend of two
+        keyframes can only follow that line (a head at rest while the chest breathes is off it)."""
         start = cell * self.keyframe_interval
-        times = [start]
+        probes = 2 ** (KEYFRAME_SPLITS + 1)
+        rotations = [self._pose_at(start + self.keyframe_interval * k / probes)[P.ROTATION]
+                     for k in range(probes + 1)]
+        times = [(start, 0)]
 
-        def split(t0: float, r0: np.ndarray, t1: float, r1: np.ndarray, depth: int) -> None:
-            tm = (t0 + t1) / 2
-            rm = self._pose_at(tm)[P.ROTATION]
+        def split(k0: int, k1: int, depth: int) -> None:
+            r0, r1 = rotations[k0], rotations[k1]
             gap = np.abs(r1 - r0) / KEYFRAME_GAP
-            if depth < KEYFRAME_SPLITS and (gap.sum() > 1.0 or _bend(r0, rm, r1) > KEYFRAME_BEND):
-                split(t0, r0, tm, rm, depth + 1)
-                times.append(tm)
-                split(tm, rm, t1, r1, depth + 1)
+            if depth < KEYFRAME_SPLITS and (gap.sum() > 1.0 or max(_bend(r0, rotations[k], r1)
+                                                                   for k in range(k0 + 1, k1)) > KEYFRAME_BEND):
+                km = (k0 + k1) // 2
+                split(k0, km, depth + 1)
+                times.append((start + self.keyframe_interval * km / probes, depth + 1))
+                split(km, k1, depth + 1)
 
-        end = start + self.keyframe_interval
-        split(start, self._pose_at(start)[P.ROTATION], end, self._pose_at(end)[P.ROTATION], 0)
+        split(0, probes, 0)
         return times
 
     def _face_job(self, t0: float, t1: float) -> bool:

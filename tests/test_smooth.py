@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from talkinghead import pose as P
-from talkinghead.smooth import FACE_STEPS, VOWEL_STEPS, FaceCache, SmoothSource, face_key, quantize_face
+from talkinghead.smooth import (FACE_STEPS, KEYFRAME_DUTY, KEYFRAME_LOOKAHEAD, VOWEL_STEPS, FaceCache, SmoothSource,
+                                face_key, quantize_face)
 
 
 def test_quantize_face_rounds_only_eyebrow_and_face_values():
@@ -119,6 +120,23 @@ def test_keyframes_are_planned_closer_while_the_head_turns(source):
     source.state["generation"] += 1  # a new future: planned again
     source._pose_at = lambda t: np.zeros(45, np.float32)
     assert source.planned_keyframes(102.0, 104.0) == [102.0]
+
+
+def test_a_slow_keyframe_worker_gets_fewer_evenly_spread_keyframes_not_a_late_plan(source):
+    head = P.INDEX["neck_z_index"]
+    source._pose_at = lambda t: np.full(45, 0.0, np.float32) + np.eye(45, dtype=np.float32)[head] * 0.6 * np.sin(t)
+    now = 100.0
+    full_plan = source.planned_keyframes(now + 0.1, now + KEYFRAME_LOOKAHEAD)
+    source.keyframe_cost = 0.1  # a fast worker: the whole plan
+    assert source.keyframes_to_make(now) == full_plan
+    source.keyframe_cost = 1.0  # a slow one: what it can make in time, interval starts first
+    slow = source.keyframes_to_make(now)
+    assert len(slow) <= (KEYFRAME_LOOKAHEAD - 1.0) / 1.0 * KEYFRAME_DUTY
+    assert [t for t in slow if t % source.keyframe_interval == 0] == [t for t in full_plan
+                                                                    if t % source.keyframe_interval == 0 and t >= 101]
+    source.frame_at(now)
+    assert source._keyframe_job(slow[0])  # made: no longer to make, and no longer counted against the budget
+    assert slow[0] not in source.keyframes_to_make(now)
 
 
 def test_a_keyframe_for_the_new_future_replaces_the_old_ones_before_it(source):
