@@ -243,14 +243,19 @@ def test_micro_sway_drifts_like_the_original_noisy_target():
 
 
 # ---- talking -------------------------------------------------------------------------------------------
+def syllable_peaks(openness: np.ndarray) -> list[int]:
+    """Indices where the mouth is widest in a syllable (a local maximum of total vowel openness over 0.3)."""
+    return [i for i in range(1, len(openness) - 1)
+            if openness[i] > 0.3 and openness[i] >= openness[i - 1] and openness[i] > openness[i + 1]]
+
+
 def test_talking_moves_the_mouth_like_speech():
     animator = make_animator()
     animator.start_talking(1.0)
     times = np.arange(1.5, 21.5, 1 / 60)
     vowels = sample(animator, times)[:, VOWELS]
     openness = vowels.sum(axis=1)
-    peaks = [i for i in range(1, len(times) - 1)
-             if openness[i] > 0.3 and openness[i] >= openness[i - 1] and openness[i] > openness[i + 1]]
+    peaks = syllable_peaks(openness)
     syllables_per_second = len(peaks) / 20.0
     assert 2.5 <= syllables_per_second <= 7.0
     dominant = np.argmax(vowels[peaks], axis=1)
@@ -273,9 +278,7 @@ def test_talking_morph_setting_picks_the_most_used_vowel(talking_morph):
     animator.start_talking(0.0)
     times = np.arange(0.5, 120.5, 1 / 30)
     vowels = sample(animator, times)[:, VOWELS]
-    openness = vowels.sum(axis=1)
-    peaks = [i for i in range(1, len(times) - 1)
-             if openness[i] > 0.3 and openness[i] >= openness[i - 1] and openness[i] > openness[i + 1]]
+    peaks = syllable_peaks(vowels.sum(axis=1))
     counts = np.bincount(np.argmax(vowels[peaks], axis=1), minlength=5)
     assert np.argmax(counts) == VOWEL_MORPHS.index(talking_morph)
 

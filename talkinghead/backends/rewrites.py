@@ -168,11 +168,11 @@ def _check_resize_conv(upsample: nn.Module, block: nn.Module) -> None:
         raise ValueError("not a 3x3 conv block")
 
 
-class TransposedUNet(nn.Module):
-    """ResizeConvUNet.forward with UpsampledConvNormAct up blocks."""
+class TransposedUNet(ResizeConvUNet):
+    """ResizeConvUNet whose up blocks are UpsampledConvNormAct: the same forward, another step up."""
 
     def __init__(self, unet: ResizeConvUNet):
-        super().__init__()
+        nn.Module.__init__(self)  # not ResizeConvUNet's: the blocks are the given network's, not new ones
         self.downsample_blocks = unet.downsample_blocks
         self.bottleneck_blocks = unet.bottleneck_blocks
         self.upsample_blocks = nn.ModuleList()
@@ -183,16 +183,8 @@ class TransposedUNet(nn.Module):
             self.upsample_blocks.append(UpsampledConvNormAct(block, deep))
             deep = _last_conv_channels(block)
 
-    def forward(self, x: Tensor) -> Tensor:
-        skips = []
-        for block in self.downsample_blocks:
-            x = block(x)
-            skips.append(x)
-        for block in self.bottleneck_blocks:
-            x = block(x)
-        for block, skip in zip(self.upsample_blocks, reversed(skips[:-1])):
-            x = block(x, skip)
-        return x
+    def upsample(self, block: nn.Module, x: Tensor, skip: Tensor) -> Tensor:
+        return block(x, skip)  # the transposed conv doubles x and takes the skip feature itself
 
 
 class TransposedEncoderDecoder(nn.Module):

@@ -90,6 +90,20 @@ def num_channels(start: int, image_size: int, size: int, max_channels: int) -> i
     return min(start * (image_size // size), max_channels)
 
 
+def encoder_blocks(in_channels: int, start_channels: int, image_size: int, bottleneck_size: int,
+                   max_channels: int, *, block_kw: dict, down_kw: dict, kernel_size: int = 3) -> nn.ModuleList:
+    """An encoder's way down: a conv block at full size, then stride-2 downsamples to bottleneck_size, the
+    channels doubling at each (num_channels)."""
+    blocks = nn.ModuleList([ConvNormAct(in_channels, start_channels, kernel_size, **block_kw)])
+    size, ch = image_size, start_channels
+    while size > bottleneck_size:
+        size //= 2
+        nxt = num_channels(start_channels, image_size, size, max_channels)
+        blocks.append(down_block(ch, nxt, **down_kw))
+        ch = nxt
+    return blocks
+
+
 class PoseEncoderDecoder(nn.Module):
     """THA3 'PoserEncoderDecoder00': conv3 block, stride-2 downsamples to the bottleneck, pose tiled
     and concatenated there, conv3 block + (num_bottleneck_blocks - 1) resnet blocks, transposed-conv
@@ -101,13 +115,9 @@ class PoseEncoderDecoder(nn.Module):
                  act: Act, separable: bool):
         super().__init__()
         kw = dict(act=act, separable=separable)
-        self.downsample_blocks = nn.ModuleList([ConvNormAct(in_channels, start_channels, **kw)])
-        size, ch = image_size, start_channels
-        while size > bottleneck_size:
-            size //= 2
-            nxt = num_channels(start_channels, image_size, size, max_channels)
-            self.downsample_blocks.append(down_block(ch, nxt, **kw))
-            ch = nxt
+        self.downsample_blocks = encoder_blocks(in_channels, start_channels, image_size, bottleneck_size,
+                                                max_channels, block_kw=kw, down_kw=kw)
+        size, ch = bottleneck_size, num_channels(start_channels, image_size, bottleneck_size, max_channels)
         self.bottleneck_blocks = nn.ModuleList([ConvNormAct(ch + num_pose_params, ch, **kw)])
         self.bottleneck_blocks.extend(ResnetBlock(ch, **kw) for _ in range(num_bottleneck_blocks - 1))
         self.upsample_blocks = nn.ModuleList()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .blocks import (Act, ConvNormAct, ResnetBlock, conv3, down_block, head, leaky_relu_01, num_channels,
+from .blocks import (Act, ConvNormAct, ResnetBlock, conv3, encoder_blocks, head, leaky_relu_01, num_channels,
                      relu, tile_pose, warp)
 
 
@@ -19,13 +19,9 @@ class ResizeConvEncoderDecoder(nn.Module):
         kw = dict(act=act, separable=separable)
         # THA3 quirk: the dense (standard) downsample blocks ignore the block args and use plain ReLU.
         down_kw = kw if separable else dict(act=relu, separable=False)
-        self.downsample_blocks = nn.ModuleList([ConvNormAct(in_channels, start_channels, 7, **kw)])
-        size, ch = image_size, start_channels
-        while size > bottleneck_size:
-            size //= 2
-            nxt = num_channels(start_channels, image_size, size, max_channels)
-            self.downsample_blocks.append(down_block(ch, nxt, **down_kw))
-            ch = nxt
+        self.downsample_blocks = encoder_blocks(in_channels, start_channels, image_size, bottleneck_size,
+                                                max_channels, block_kw=kw, down_kw=down_kw, kernel_size=7)
+        size, ch = bottleneck_size, num_channels(start_channels, image_size, bottleneck_size, max_channels)
         self.bottleneck_blocks = nn.ModuleList(ResnetBlock(ch, **kw) for _ in range(num_bottleneck_blocks))
         self.upsample_blocks = nn.ModuleList()
         while size < image_size:

@@ -40,8 +40,12 @@ class ResizeConvUNet(nn.Module):
         for block in self.bottleneck_blocks:
             x = block(x)
         for block, skip in zip(self.upsample_blocks, reversed(skips[:-1])):
-            x = block(torch.cat([self.double_resolution(x), skip], dim=1))
+            x = self.upsample(block, x, skip)
         return x
+
+    def upsample(self, block: nn.Module, x: Tensor, skip: Tensor) -> Tensor:
+        """One level up: double x's resolution, join that level's skip feature, apply the level's block."""
+        return block(torch.cat([self.double_resolution(x), skip], dim=1))
 
 
 class Editor(nn.Module):
