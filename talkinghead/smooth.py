@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from talkinghead import backends, memory
+from talkinghead import keyframe_plan as plan
 from talkinghead import pose as P
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,6 @@ _STEPS[_VOWELS] = VOWEL_STEPS
 FACE_BOX = (slice(32, 224), slice(160, 352))
 BODY_NETWORKS = ("two_algo_face_body_rotator", "editor")  # what a keyframe runs, after the face
 FACE_NETWORKS = ("eyebrow_morphing_combiner", "face_morpher")  # what a face runs
-# Keyframes: one per `keyframe_interval` while the head rests, more while it turns. Interpolating between
-# two keyframes this far apart in one rotation value alone leaves the face ~40 dB from exact halfway
-# between them (measured on lambda_00; the editor's warp is curved in the neck and body tilts, nearly
-# straight in the others). An interval is halved until its keyframes are within this gap (weighted sum
-# over the six values) and the motion between them is nearly straight, at most KEYFRAME_SPLITS times.
-# Breathing interpolates almost perfectly (a full breath between two keyframes stays above 55 dB).
-KEYFRAME_GAP = np.array([0.3, 0.4, 0.2, 0.6, 0.2, 3.0])  # head_x, head_y, neck_z, body_y, body_z, breathing
-KEYFRAME_BEND = 0.2  # how far (in gaps) the pose between two keyframes may stray from the line between them
-KEYFRAME_SPLITS = 4  # so keyframes are at least keyframe_interval / 16 apart
 # The share of the keyframe worker's time the plan may ask for (the rest is margin: a keyframe takes longer
 # while the face worker runs). On a slower CPU, or a busy one, the finest splits of the plan are left out
 # so that the keyframes made are spread evenly, rather than the worker falling behind the clock (then the
@@ -136,29 +128,6 @@ class PoserLocks:
     def __exit__(self, *exc):
         self.body.release()
         self.face.release()
-
-
-def _blend_weight(pose: np.ndarray, left: Keyframe, right: Keyframe, t: float) -> float:
-    """How far the pose is from the left keyframe toward the right one, measured on the six rotation values
-    (the editor's output follows them), each scaled by how much it shows: sway eases in and out, so time
-    alone would run ahead or lag."""
-    a, b, r = (p[P.ROTATION] / KEYFRAME_GAP for p in (left.pose, right.pose, pose))  # equal visible effect
-    span = b - a
-    denominator = float(np.dot(span, span))
-    if denominator < 1e-8:  # the keyframes hardly differ: time is as good a measure as any
-        return float(np.clip((t - left.t) / (right.t - left.t), 0.0, 1.0))
-    return float(np.clip(np.dot(r - a, span) / denominator, 0.0, 1.0))
-
-
-def _bend(r0: np.ndarray, rm: np.ndarray, r1: np.ndarray) -> float:
-    """How far (in KEYFRAME_GAPs, summed over the values) a rotation between two keyframes strays from the
-    straight line between the keyframes' rotations. Only leaving the line matters: the blend weight follows
-    the pose along it, however unevenly it moves."""
-    a, m, b = (r / KEYFRAME_GAP for r in (r0, rm, r1))
-    span = b - a
-    length = float(np.dot(span, span))
-    along = float(np.dot(m - a, span)) / length if length > 1e-12 else 0.0
-    return float(np.abs(m - a - np.clip(along, 0.0, 1.0) * span).sum())
 
 
 class FaceCache:
@@ -295,13 +264,14 @@ class SmoothSource:
         if right is None or right.t <= left.t:
             w, (grid, color, alpha) = 0.0, self._float_outputs(left)
         else:
-            w = _blend_weight(pose, left, right, t)
+            w = plan.blend_weight(pose[P.ROTATION], left.pose[P.ROTATION], right.pose[P.ROTATION],
+                                  (t - left.t) / (right.t - left.t))
             grid, color, alpha = (torch.lerp(a, b, w)
                                   for a, b in zip(self._float_outputs(left), self._float_outputs(right)))
         meta = {"pose": pose, "generation": generation, "stale_face": stale, "face_shown": shown_key, "blend": w,
                 "keyframes": (left.t, None if right is None else right.t),
-                "keyframe_gap": 0.0 if right is None else float(np.abs((right.pose - left.pose)[P.ROTATION]
-                                                                      / KEYFRAME_GAP).sum())}
+                "keyframe_gap": (0.0 if right is None
+                                 else plan.gap(left.pose[P.ROTATION], right.pose[P.ROTATION]))}
         started = time.perf_counter()
         frame = self._compose(face, grid, color, alpha)
         self.timings["compose"] = (time.perf_counter() - started) * 1000
@@ -368,8 +338,8 @@ class SmoothSource:
 
     # -- keyframes -----------------------------------------------------------------------------------------
     def _key(self, t: float) -> int:
-        """A keyframe's key: its time in the finest planned steps (keyframe_interval / 2^KEYFRAME_SPLITS)."""
-        return round(t * 2 ** KEYFRAME_SPLITS / self.keyframe_interval)
+        """A keyframe's key: its time in the finest planned steps (keyframe_interval / 2^plan.SPLITS)."""
+        return round(t * 2 ** plan.SPLITS / self.keyframe_interval)
 
     def _bracket(self, t: float) -> tuple[Keyframe | None, Keyframe | None]:
         """The latest keyframe at or before t and the earliest after it. When the worker has fallen behind
@@ -588,11 +558,7 @@ class SmoothSource:
         with self._lock:
             made = {key for key, kf in self._keyframes.items() if kf.generation == generation}
         missing = [(t, depth) for t, depth in self._planned(t0, t1) if self._key(t) not in made]
-        budget = max(t1 - t0, 0.0) / max(self.keyframe_cost, 1e-3) * KEYFRAME_DUTY
-        depth = KEYFRAME_SPLITS
-        while depth > 0 and sum(d <= depth for _, d in missing) > budget:
-            depth -= 1
-        return [t for t, d in missing if d <= depth]
+        return plan.within_budget(missing, max(t1 - t0, 0.0) / max(self.keyframe_cost, 1e-3) * KEYFRAME_DUTY)
 
     def _keyframe_job(self, t: float) -> bool:
         with self._lock:
@@ -607,7 +573,7 @@ class SmoothSource:
 
     def planned_keyframes(self, t0: float, t1: float) -> list[float]:
         """Keyframe times in [t0, t1) for the current future: every keyframe_interval, and more where the
-        head turns (see KEYFRAME_GAP)."""
+        head turns (talkinghead.keyframe_plan)."""
         return [t for t, _ in self._planned(t0, t1)]
 
     def _planned(self, t0: float, t1: float) -> list[tuple[float, int]]:
@@ -618,36 +584,13 @@ class SmoothSource:
             self._plans, self._plans_generation = {}, generation
         times = []
         for cell in range(math.floor(t0 / self.keyframe_interval), math.floor(t1 / self.keyframe_interval) + 1):
-            plan = self._plans.get(cell)
-            if plan is None:
+            planned = self._plans.get(cell)
+            if planned is None:
                 if len(self._plans) > 64:
                     self._plans.clear()
-                plan = self._plans[cell] = self._plan_interval(cell)
-            times += [(t, depth) for t, depth in plan if t0 <= t < t1]
-        return times
-
-    def _plan_interval(self, cell: int) -> list[tuple[float, int]]:
-        """Keyframes in one keyframe_interval, (time, depth): its start, and the midpoints of halves that
-        need them. A half needs one where its keyframes are too far apart, or where the motion anywhere
-        between them (probed every 1/32 of the interval) leaves the line between them: the blend of two
-        keyframes can only follow that line (a head at rest while the chest breathes is off it)."""
-        start = cell * self.keyframe_interval
-        probes = 2 ** (KEYFRAME_SPLITS + 1)
-        rotations = [self._pose_at(start + self.keyframe_interval * k / probes)[P.ROTATION]
-                     for k in range(probes + 1)]
-        times = [(start, 0)]
-
-        def split(k0: int, k1: int, depth: int) -> None:
-            r0, r1 = rotations[k0], rotations[k1]
-            gap = np.abs(r1 - r0) / KEYFRAME_GAP
-            if depth < KEYFRAME_SPLITS and (gap.sum() > 1.0 or max(_bend(r0, rotations[k], r1)
-                                                                   for k in range(k0 + 1, k1)) > KEYFRAME_BEND):
-                km = (k0 + k1) // 2
-                split(k0, km, depth + 1)
-                times.append((start + self.keyframe_interval * km / probes, depth + 1))
-                split(km, k1, depth + 1)
-
-        split(0, probes, 0)
+                planned = self._plans[cell] = plan.plan_interval(self._pose_at, cell * self.keyframe_interval,
+                                                                 self.keyframe_interval)
+            times += [(t, depth) for t, depth in planned if t0 <= t < t1]
         return times
 
     def _face_job(self, t0: float, t1: float) -> bool:
