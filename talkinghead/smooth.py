@@ -189,7 +189,7 @@ class SmoothSource:
         self.face_lookahead = face_lookahead
         self.faces = FaceCache(max_faces)
         self._keyframes: dict[int, Keyframe] = {}  # _key(t) -> keyframe
-        self._plans: dict[int, list[float]] = {}  # keyframe_interval number -> planned keyframe times
+        self._plans: dict[int, list[tuple[float, int]]] = {}  # keyframe_interval number -> its plan
         self._plans_generation = -1
         self._float_cache: dict[Keyframe, tuple] = {}  # frame thread only: the keyframes it blends now
         self._lock = threading.Condition()
@@ -369,23 +369,25 @@ class SmoothSource:
                 del self._keyframes[key]
 
     @torch.inference_mode()
-    def _render_keyframe(self, t: float, pose: np.ndarray, abandon_if_stale: bool = False) -> Keyframe | None:
+    def _render_keyframe(self, t: float, pose: np.ndarray, future: int | None = None) -> Keyframe | None:
+        """The keyframe for pose (shown at t). future (the keyframe worker): the generation it is made for;
+        None if an event makes that stale before it is done (the cores are the new future's then). None: a
+        frame waits for it, it is made whatever comes."""
         started = time.perf_counter()
-        generation = self._generation()
+        generation = self._generation() if future is None else future
         version = self._image_version
-        face = self._face_for_keyframe(pose, cancellable=abandon_if_stale)
-        if face is None or (abandon_if_stale and generation != self._generation()):
-            return None  # an event came: the face is for the old future, and the cores are the new one's
+        face = self._face_for_keyframe(pose, future)
+        if face is None:
+            return None  # an event stopped it
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         rotation = p[:, P.ROTATION]
-        with self._locks.body, self._cancellable_by_events("body", generation if abandon_if_stale else None):
+        with self._locks.body, self._cancellable_by_events("body", future):
             try:
-                self._stop_if_stale(generation if abandon_if_stale else None)
+                self._stop_if_stale(future)  # an event while the face was made or the lock awaited
                 image = self.poser.image.clone()
                 image[(..., *FACE_BOX)] = face.to(image.dtype)
                 warped, grid_change = self.poser.rotate(image, rotation)
-                if abandon_if_stale and generation != self._generation():  # an event: leave the cores to it
-                    return None
+                self._stop_if_stale(future)
                 grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
             except backends.Cancelled:
                 return None
@@ -396,28 +398,27 @@ class SmoothSource:
         self.keyframe_cost = 0.7 * self.keyframe_cost + 0.3 * self.last_keyframe_ms / 1000
         return keyframe
 
-    def _face_for_keyframe(self, pose: np.ndarray, cancellable: bool) -> torch.Tensor | None:
+    def _face_for_keyframe(self, pose: np.ndarray, future: int | None) -> torch.Tensor | None:
         face = self.faces.get(face_key(pose))
-        return face if face is not None else self._compute_face(pose, cancellable)
+        return face if face is not None else self._compute_face(pose, future)
 
     @torch.inference_mode()
-    def _compute_face(self, pose: np.ndarray, cancellable: bool = False) -> torch.Tensor | None:
-        """The face for this pose, now (and into the cache). cancellable (the workers): an event may stop it,
-        then None."""
+    def _compute_face(self, pose: np.ndarray, future: int | None = None) -> torch.Tensor | None:
+        """The face for this pose, now (and into the cache). future (the workers): the generation it is made
+        for; None if an event makes that stale first. None: it is made whatever comes."""
         key = face_key(pose)
         started = time.perf_counter()
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         eyebrow_key = key[:P.NUM_EYEBROW]
-        generation = self._generation() if cancellable else None
-        with self._locks.face, self._cancellable_by_events("face", generation):
+        with self._locks.face, self._cancellable_by_events("face", future):
             try:
-                self._stop_if_stale(generation)
+                self._stop_if_stale(future)
                 version = self._image_version
                 eyebrows = self._eyebrows.get(eyebrow_key)
                 if eyebrows is None:
                     eyebrows = self.poser.morph_eyebrows(p[:, P.EYEBROW])
                     self._eyebrows.put(eyebrow_key, eyebrows)
-                self._stop_if_stale(generation)  # an event between the networks: cancel() found none running
+                self._stop_if_stale(future)  # an event between the networks: cancel() found none running
                 full = self.poser.face_morph(p[:, P.FACE], eyebrows)
             except backends.Cancelled:
                 return None
@@ -465,11 +466,12 @@ class SmoothSource:
             if (not self._rush and self._keyframes_ahead(now, current_future_only=False)
                     < self.keyframe_cost + KEYFRAME_RESERVE):
                 return False  # no keyframe ahead soon: the head would freeze, worse than a mouth a frame late
-            if self._face_job(ready, now + 1.0):
+            if self._face_job(ready, now + 1.0, generation):
                 return True
             if self._keyframes_ahead(now) < KEYFRAMES_BEFORE_FAR_FACES:  # the keyframe worker is behind: the
                 return False  # cores are its until then (a missing keyframe freezes the head's motion)
-            return self._face_job(now + 1.0, now + self.face_lookahead) or self._speech_warm_job(now)
+            return (self._face_job(now + 1.0, now + self.face_lookahead, generation)
+                    or self._speech_warm_job(now, generation))
         finally:
             self._rush = False
 
@@ -521,7 +523,7 @@ class SmoothSource:
         if generation is not None and generation != self._generation():
             raise backends.Cancelled("the future changed")
 
-    def _speech_warm_job(self, now: float) -> bool:
+    def _speech_warm_job(self, now: float, generation: int) -> bool:
         """With nothing else to do, make the mouth shapes talking will need with the current face (each
         vowel at each lattice level), so `start_talking` shows in the next frame instead of after a face
         computation."""
@@ -532,7 +534,7 @@ class SmoothSource:
                 pose[_VOWELS] = 0.0
                 pose[vowel] = level / VOWEL_STEPS
                 if face_key(pose) not in self.faces:
-                    self._compute_face(pose, cancellable=True)
+                    self._compute_face(pose, generation)
                     return True
         return False
 
@@ -540,14 +542,15 @@ class SmoothSource:
         """One keyframe: the first planned one still ahead of the clock when one started now is done (behind
         schedule, planned keyframes are skipped rather than rendered as history), up to KEYFRAME_LOOKAHEAD
         ahead."""
-        if self._rush or self._face_generation != self._generation():
+        generation = self._generation()
+        if self._rush or self._face_generation != generation:
             return False  # an event: its first face comes first (both workers on the cores would halve its speed)
         now = self._clock()
         with self._lock:
             empty = not self._keyframes
         if empty:
-            return self._keyframe_job(math.floor(now / self.keyframe_interval) * self.keyframe_interval)
-        return any(self._keyframe_job(t) for t in self.keyframes_to_make(now))
+            return self._keyframe_job(math.floor(now / self.keyframe_interval) * self.keyframe_interval, generation)
+        return any(self._keyframe_job(t, generation) for t in self.keyframes_to_make(now))
 
     def keyframes_to_make(self, now: float) -> list[float]:
         """The planned keyframes from the first one a render started now can be in time for, up to
@@ -560,12 +563,14 @@ class SmoothSource:
         missing = [(t, depth) for t, depth in self._planned(t0, t1) if self._key(t) not in made]
         return plan.within_budget(missing, max(t1 - t0, 0.0) / max(self.keyframe_cost, 1e-3) * KEYFRAME_DUTY)
 
-    def _keyframe_job(self, t: float) -> bool:
+    def _keyframe_job(self, t: float, generation: int | None = None) -> bool:
+        """The keyframe at t for this generation (None: the current one), unless it is there already."""
+        generation = self._generation() if generation is None else generation
         with self._lock:
             existing = self._keyframes.get(self._key(t))
-        if existing is not None and existing.generation == self._generation():
+        if existing is not None and existing.generation == generation:
             return False
-        keyframe = self._render_keyframe(t, self._pose_at(t), abandon_if_stale=True)
+        keyframe = self._render_keyframe(t, self._pose_at(t), future=generation)
         if keyframe is not None and keyframe.generation == self._generation():  # else an event made it stale
             self._store(keyframe)
         memory.release_free_memory()  # a keyframe's temporaries are ~200 MB; see talkinghead/memory.py
@@ -593,11 +598,13 @@ class SmoothSource:
             times += [(t, depth) for t, depth in planned if t0 <= t < t1]
         return times
 
-    def _face_job(self, t0: float, t1: float) -> bool:
-        """The first face missing for a frame tick in [t0, t1). Ticks already found cached (for this future
-        and character) are not looked at again: asking the animator costs the GIL the frame thread needs."""
+    def _face_job(self, t0: float, t1: float, generation: int | None = None) -> bool:
+        """The first face missing for a frame tick in [t0, t1), for this generation (None: the current one).
+        Ticks already found cached (for this future and character) are not looked at again: asking the
+        animator costs the GIL the frame thread needs."""
         step = 1.0 / max(self._fps(), 1.0)
-        future = (self._generation(), self._image_version, step)
+        generation = self._generation() if generation is None else generation
+        future = (generation, self._image_version, step)
         tick = math.ceil(t0 / step)
         if self._scanned[0] == future:
             tick = max(tick, self._scanned[1])
@@ -605,7 +612,7 @@ class SmoothSource:
             pose = self._pose_at(tick * step)
             key = face_key(pose)
             if key not in self.faces:
-                if self._compute_face(pose, cancellable=True) is not None:
+                if self._compute_face(pose, generation) is not None:
                     with self._lock:
                         self._made.append((tick * step, future[0], key))
                 return True

@@ -230,7 +230,7 @@ def test_a_face_for_an_old_future_stops_between_its_networks(source, monkeypatch
     monkeypatch.setattr(source.poser, "face_morph", lambda *a: pytest.fail("the face morpher ran"))
     pose = source.state["pose"].copy()
     pose[P.INDEX["mouth_ooo_index"]] = 0.5
-    assert source._compute_face(pose, cancellable=True) is None
+    assert source._compute_face(pose, future=source.state["generation"]) is None
     assert face_key(pose) not in source.faces
 
 
