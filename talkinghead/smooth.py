@@ -48,8 +48,8 @@ _STEPS = np.full(P.NUM_EYEBROW + P.NUM_FACE, FACE_STEPS, dtype=np.float32)
 _VOWELS = [P.INDEX[f"mouth_{v}_index"] for v in ("aaa", "iii", "uuu", "eee", "ooo")]
 _STEPS[_VOWELS] = VOWEL_STEPS
 FACE_BOX = (slice(32, 224), slice(160, 352))
-BODY_NETWORKS = ("two_algo_face_body_rotator", "editor")  # what a keyframe runs, after the face
-FACE_NETWORKS = ("eyebrow_morphing_combiner", "face_morpher")  # what a face runs
+# What each worker's part runs: a keyframe (after its face), a face.
+NETWORKS = {"body": ("two_algo_face_body_rotator", "editor"), "face": ("eyebrow_morphing_combiner", "face_morpher")}
 # The share of the keyframe worker's time the plan may ask for (the rest is margin: a keyframe takes longer
 # while the face worker runs). On a slower CPU, or a busy one, the finest splits of the plan are left out
 # so that the keyframes made are spread evenly, rather than the worker falling behind the clock (then the
@@ -490,9 +490,9 @@ class SmoothSource:
         future's first face."""
         generation = self._generation()
         with self._lock:
-            for part, networks in (("body", BODY_NETWORKS), ("face", FACE_NETWORKS)):
+            for part, networks in NETWORKS.items():
                 if self._working_for.get(part, generation) != generation:
-                    backends.cancel_runs(self.poser, networks)
+                    backends.cancel_runs(self.poser, networks, sticky=True)  # until its block ends
             self._lock.notify_all()
 
     def cancel_keyframe(self) -> None:
@@ -500,12 +500,13 @@ class SmoothSource:
         the new character's first frame, which waits for the poser)."""
         with self._lock:
             if "body" in self._working_for:
-                backends.cancel_runs(self.poser, BODY_NETWORKS)
+                backends.cancel_runs(self.poser, NETWORKS["body"], sticky=True)
 
     @contextlib.contextmanager
     def _cancellable_by_events(self, part: str, generation: int | None):
         """While the block runs (holding `part`'s poser lock), `event()` may cancel its networks when the
-        future changes. generation None: not cancellable (a frame waits for this work)."""
+        future changes: the run in progress and those after it in the block. generation None: not
+        cancellable (a frame waits for this work)."""
         if generation is None:
             yield
             return
@@ -516,6 +517,7 @@ class SmoothSource:
         finally:
             with self._lock:
                 del self._working_for[part]
+                backends.reset_cancels(self.poser, NETWORKS[part])  # the next holder of the lock may run them
 
     def _stop_if_stale(self, generation: int | None) -> None:
         """Raise Cancelled if work for this future (None: work that must finish) is no longer wanted: an

@@ -191,6 +191,22 @@ def test_a_run_can_be_cancelled_from_another_thread_and_the_next_run_works(backe
         assert_close(wrapped(image), module(image), backend)
 
 
+@pytest.mark.parametrize("backend", [pytest.param("openvino", marks=installed("openvino")),
+                                     pytest.param("onnxruntime", marks=installed("onnxruntime"))])
+def test_a_sticky_cancel_also_refuses_the_runs_after_it_until_reset(backend, cache_dir):
+    """A worker checks "still wanted?" and then runs; a cancel between the two would find nothing running."""
+    torch.manual_seed(3)
+    module = OneHead().eval()
+    wrapped = backends.wrap_network(module, TOY_INPUTS, backend, name="toy_sticky", cache_dir=cache_dir)
+    wrapped.cancel(sticky=True)  # nothing running yet
+    for _ in range(2):
+        with pytest.raises(backends.Cancelled):
+            wrapped(*TOY_INPUTS)
+    wrapped.reset_cancel()
+    with torch.inference_mode():
+        assert_close(wrapped(*TOY_INPUTS), module(*TOY_INPUTS), backend)
+
+
 @needs_exporter
 def test_export_is_cached_and_written_atomically(cache_dir, monkeypatch):
     torch.manual_seed(1)

@@ -145,12 +145,21 @@ def apply_backend(poser, backend: str = "auto", *, cache_dir: Path | str = DEFAU
     return poser
 
 
-def cancel_runs(poser, names: Sequence[str]) -> None:
-    """Stop the runs in progress of these networks, where the backend can (they raise Cancelled)."""
-    for name in names:
-        network = poser.networks.get(name)
-        if isinstance(network, BackendNetwork):
-            network.cancel()
+def cancel_runs(poser, names: Sequence[str], *, sticky: bool = False) -> None:
+    """Stop the runs in progress of these networks, where the backend can (they raise Cancelled); sticky:
+    and any run started until reset_cancels() (see BackendNetwork.cancel)."""
+    for network in _backend_networks(poser, names):
+        network.cancel(sticky=sticky)
+
+
+def reset_cancels(poser, names: Sequence[str]) -> None:
+    """These networks accept runs again after a sticky cancel_runs()."""
+    for network in _backend_networks(poser, names):
+        network.reset_cancel()
+
+
+def _backend_networks(poser, names: Sequence[str]) -> list[BackendNetwork]:
+    return [n for n in (poser.networks.get(name) for name in names) if isinstance(n, BackendNetwork)]
 
 
 def active_backend(poser) -> str:
@@ -159,4 +168,5 @@ def active_backend(poser) -> str:
 
 
 __all__ = ["BACKENDS", "BackendError", "BackendNetwork", "Cancelled", "INPUT_SHAPES", "KEEP_IN_TORCH", "active_backend",
-           "apply_backend", "available_backends", "default_threads", "example_inputs", "resolve", "wrap_network"]
+           "apply_backend", "available_backends", "cancel_runs", "default_threads", "example_inputs", "reset_cancels",
+           "resolve", "wrap_network"]

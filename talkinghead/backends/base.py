@@ -25,8 +25,11 @@ class BackendNetwork(nn.Module):
         super().__init__()
         self.graph = graph
         self.name = name
+        self.refusing = False  # a sticky cancel() is in force: runs raise Cancelled until reset_cancel()
 
     def forward(self, *inputs: Tensor):
+        if self.refusing:
+            raise Cancelled(self.name)
         # numpy views share memory with the (CPU, float32, contiguous) tensors: no copy on the way in.
         arrays = [np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy()) for t in inputs]
         return self.graph.regroup([torch.from_numpy(a) for a in self.run(arrays)])
@@ -34,9 +37,20 @@ class BackendNetwork(nn.Module):
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
 
-    def cancel(self) -> None:
+    def cancel(self, *, sticky: bool = False) -> None:
         """Stop the run in progress, if any, from another thread: it raises Cancelled. Backends that can't
-        stop a run let it finish."""
+        stop a run let it finish. sticky: runs started from now on raise Cancelled too, until reset_cancel()
+        (a caller that checked "still wanted?" just before its run would otherwise start it anyway)."""
+        if sticky:
+            self.refusing = True
+        self._cancel_run()
+
+    def reset_cancel(self) -> None:
+        """Runs are accepted again after a sticky cancel()."""
+        self.refusing = False
+
+    def _cancel_run(self) -> None:
+        """Stop the run in progress, if the backend can."""
 
     def extra_repr(self) -> str:
         return f"{self.name}, backend={self.backend}, graph={self.graph.path.name}"

@@ -64,6 +64,8 @@ class OpenVinoNetwork(BackendNetwork):
             # share_inputs: OpenVINO reads our arrays in place. Run asynchronously and wait, so that
             # `cancel` can stop it from another thread (the CPU plugin stops between layers).
             self.request.start_async(arrays, share_inputs=True)
+            if self.refusing:  # a sticky cancel() came just before the start: it found nothing to stop
+                self.request.cancel()
             try:
                 self.request.wait()
             except RuntimeError as e:
@@ -74,5 +76,5 @@ class OpenVinoNetwork(BackendNetwork):
             # may keep a frame that long.
             return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
 
-    def cancel(self) -> None:
+    def _cancel_run(self) -> None:
         self.request.cancel()  # a no-op when nothing runs
