@@ -42,7 +42,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class Sampler:
-    """Watches the latest-frame slot like a viewer: counts distinct frames, keeps every n-th with its pose."""
+    """Watches the latest-frame slot like a viewer of the PNG stream (each new frame is encoded, as the stream
+    has it encoded): counts distinct frames, keeps every n-th with its pose."""
 
     def __init__(self, engine: TalkingHead, every: int):
         self.engine, self.every = engine, every
@@ -66,6 +67,7 @@ class Sampler:
             if frame is None or frame.seq == seq:
                 continue
             seq = frame.seq
+            frame.png  # noqa: B018 - encoded as a viewer of the PNG stream has it encoded (on its thread)
             self.count += 1
             if self.count % self.every == 0:
                 self.samples.append((frame.rgba.copy(), frame.t, dict(frame.meta)))

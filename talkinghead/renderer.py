@@ -1,8 +1,10 @@
 """The one render thread and the latest-frame slot every viewer reads.
 
-One producer: the render thread asks the animator for the pose at the current wall-clock time, renders it,
-encodes it once as PNG and publishes it. Consumers (stream viewers) only read the latest frame; other
-encodings (JPEG over a background colour) are made at most once per frame, whoever asks first.
+One producer: the render thread asks the animator for the pose at the current wall-clock time, renders it
+and publishes it. Consumers (stream viewers) only read the latest frame; its encodings (PNG, JPEG over a
+background colour) are made once per frame by the viewer that asks first, on its own thread: the render
+thread keeps its time for the frames (on 2 cores a PNG encode is a quarter of a 25 FPS frame's budget), and
+nothing is encoded while nobody watches.
 """
 from __future__ import annotations
 
@@ -25,10 +27,16 @@ log = logging.getLogger(__name__)
 class Frame:
     seq: int
     rgba: np.ndarray
-    png: bytes
     t: float  # animation time the frame shows
     meta: dict = field(default_factory=dict)  # what the frame source says of it: pose, how it was made
-    encoded: dict = field(default_factory=dict)  # ("jpeg", bg) -> bytes, filled lazily
+    encoded: dict = field(default_factory=dict)  # "png" / ("jpeg", bg) -> bytes, filled lazily
+
+    @property
+    def png(self) -> bytes:
+        """The frame as PNG, encoded by the first viewer that asks. (Two viewers asking at once may both
+        encode it; one result is kept: dict.setdefault is atomic.)"""
+        data = self.encoded.get("png")
+        return data if data is not None else self.encoded.setdefault("png", encode.png(self.rgba))
 
 
 class FrameSlot:
@@ -38,10 +46,10 @@ class FrameSlot:
         self._cond = threading.Condition()
         self._frame: Frame | None = None
 
-    def publish(self, rgba: np.ndarray, png: bytes, t: float, meta: dict | None = None) -> None:
+    def publish(self, rgba: np.ndarray, t: float, meta: dict | None = None) -> None:
         with self._cond:
             seq = self._frame.seq + 1 if self._frame else 1
-            self._frame = Frame(seq, rgba, png, t, meta or {})
+            self._frame = Frame(seq, rgba, t, meta or {})
             self._cond.notify_all()
 
     def latest(self, timeout: float | None = None) -> Frame | None:
@@ -148,6 +156,6 @@ class Renderer:
     def _render_one(self, t: float | None = None) -> None:
         t = self._clock() if t is None else t
         rgba, meta = self._render(t)
-        self.slot.publish(rgba, encode.png(rgba), t, meta)
+        self.slot.publish(rgba, t, meta)
         self.frames_rendered += 1
         self._times.append(self._clock())

@@ -187,6 +187,28 @@ def test_renderer_shows_the_poses_of_the_frame_grid():
     assert np.allclose(ticks, np.round(ticks), atol=1e-6) and np.all(np.diff(ticks) >= 1 - 1e-6)
 
 
+def test_a_frame_is_encoded_by_the_first_viewer_that_asks_and_only_once(monkeypatch):
+    """The render thread only renders: PNG encoding (a quarter of a frame's time on 2 cores) is the viewers'."""
+    import io
+
+    from PIL import Image
+
+    from talkinghead import encode
+    from talkinghead.renderer import FrameSlot
+
+    encodings = []
+    png = encode.png
+    monkeypatch.setattr(encode, "png", lambda rgba: encodings.append(rgba) or png(rgba))
+    rgba = np.random.default_rng(0).integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    slot = FrameSlot()
+    slot.publish(rgba, 1.0)
+    assert encodings == []  # nothing encoded while nobody watches
+    frame = slot.latest()
+    data = frame.png
+    assert frame.png is data and len(encodings) == 1
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), rgba)
+
+
 def test_after_an_event_the_first_new_face_is_for_the_next_frame_and_shows_once_made(source):
     aaa, iii = P.INDEX["mouth_aaa_index"], P.INDEX["mouth_iii_index"]
 
