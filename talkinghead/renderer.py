@@ -33,10 +33,17 @@ class Frame:
 
     @property
     def png(self) -> bytes:
-        """The frame as PNG, encoded by the first viewer that asks. (Two viewers asking at once may both
-        encode it; one result is kept: dict.setdefault is atomic.)"""
-        data = self.encoded.get("png")
-        return data if data is not None else self.encoded.setdefault("png", encode.png(self.rgba))
+        return self._encoded("png", lambda: encode.png(self.rgba))
+
+    def jpeg(self, background: tuple[int, int, int]) -> bytes:
+        return self._encoded(("jpeg", background), lambda: encode.jpeg(self.rgba, background))
+
+    def _encoded(self, key, encoder: Callable[[], bytes]) -> bytes:
+        """The frame in one encoding, made by the first viewer that asks (on its thread) and kept for the
+        others. Two viewers asking at once may both encode it; one result is kept (dict.setdefault is
+        atomic)."""
+        data = self.encoded.get(key)
+        return data if data is not None else self.encoded.setdefault(key, encoder())
 
 
 class FrameSlot:
@@ -63,16 +70,6 @@ class FrameSlot:
         with self._cond:
             self._cond.wait_for(lambda: self._frame is not None and self._frame.seq > seq, timeout)
             return self._frame
-
-    def jpeg(self, frame: Frame, background: tuple[int, int, int]) -> bytes:
-        key = ("jpeg", background)
-        with self._cond:
-            data = frame.encoded.get(key)
-        if data is None:
-            data = encode.jpeg(frame.rgba, background)
-            with self._cond:
-                data = frame.encoded.setdefault(key, data)
-        return data
 
 
 class Renderer:

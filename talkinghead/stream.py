@@ -52,7 +52,7 @@ def frames(slot: FrameSlot, viewers: Viewers, fps: Callable[[], float], *,
         due = time.monotonic()
         while True:
             frame = slot.latest() or frame
-            data = frame.png if background is None else slot.jpeg(frame, background)
+            data = frame.png if background is None else frame.jpeg(background)
             yield part(data, content_type)
             due = max(due + 1.0 / max(fps(), 1e-3), time.monotonic() - 1.0)
             delay = due - time.monotonic()
