@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from talkinghead import backends, weights  # noqa: E402
 from talkinghead.engine import TalkingHead  # noqa: E402
-from talkinghead.smooth import SMOOTH_BACKEND_THREADS  # noqa: E402
+from talkinghead import smooth  # noqa: E402
 from talkinghead.image import load_character  # noqa: E402
 from talkinghead.tha3.poser import Poser  # noqa: E402
 
@@ -132,7 +132,7 @@ def main() -> int:
 
     classifier = load_classifier()
     poser = Poser.load(weights.MODELS_DIR, "separable_float", "cpu")
-    backends.apply_backend(poser, args.backend, threads=args.threads or SMOOTH_BACKEND_THREADS)
+    smooth.apply_backend(poser, args.backend, threads=args.threads or smooth.SMOOTH_BACKEND_THREADS)
     backend = backends.active_backend(poser)
     character = load_character(weights.DEFAULT_CHARACTER.read_bytes())
     other = load_character((weights.IMAGES_DIR / "lambda_01.png").read_bytes())

@@ -2,6 +2,9 @@
 character or an event never leaves old work on screen."""
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -264,3 +267,39 @@ def test_keyframes_wait_until_the_face_worker_has_seen_an_event(source):
     assert not source._keyframe_jobs()
     assert source._face_jobs() is not None  # the face worker takes the event (its first face)...
     assert source._keyframe_jobs() and source.keyframes_rendered == rendered + 1  # ...then keyframes go on
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority") or sys.platform != "linux", reason="Linux thread priorities")
+def test_smooth_backend_threads_are_created_at_the_workers_priority(monkeypatch):
+    """The backend's inference threads (created when it compiles) yield the cores to the frame thread."""
+    import threading
+
+    from talkinghead import backends, smooth
+
+    seen = {}
+
+    def fake_apply_backend(poser, name, *, threads):
+        def inference_thread():
+            seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        pool = threading.Thread(target=inference_thread)  # as OpenVINO starts its pool while compiling
+        pool.start()
+        pool.join()
+        seen["threads"] = threads
+        return poser
+
+    monkeypatch.setattr(backends, "apply_backend", fake_apply_backend)
+    caller_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    poser = object()
+    assert smooth.apply_backend(poser, "openvino") is poser
+    if caller_nice > smooth.WORKER_NICENESS:
+        pytest.skip("the test runs at a lower priority than the workers'")
+    assert seen == {"nice": smooth.WORKER_NICENESS, "threads": smooth.SMOOTH_BACKEND_THREADS}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller_nice  # the caller keeps its own
+
+    def failing(poser, name, *, threads):
+        raise backends.BackendError("the openvino backend is not installed")
+
+    monkeypatch.setattr(backends, "apply_backend", failing)
+    with pytest.raises(backends.BackendError, match="not installed"):
+        smooth.apply_backend(poser, "openvino")

@@ -65,9 +65,9 @@ def _apply_backend(poser, name: str, character) -> str:
                 compile_for_cuda(poser, warm_pose=np.zeros(45, np.float32))
                 return "torch.compile"
             return "torch"
-        from talkinghead.smooth import SMOOTH_BACKEND_THREADS  # the CPU streams in smooth mode
+        from talkinghead import smooth  # the CPU streams in smooth mode
 
-        backends.apply_backend(poser, chosen, threads=SMOOTH_BACKEND_THREADS)
+        smooth.apply_backend(poser, chosen)
     except backends.BackendError as e:
         raise SetupError(str(e)) from None
     return backends.active_backend(poser)
