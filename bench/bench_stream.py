@@ -2,17 +2,22 @@
 to the exact render of the pose it shows, how fast events show, time to the first frame, peak memory.
 
     python bench/bench_stream.py [--seconds 30] [--backend auto] [--sample-every 5] [--list-below DB]
+                                 [--busy-cores N]
 
 Runs the real engine (smooth mode, as the server does on a CPU) in this process with the classifier loaded
 too (for peak RSS), samples delivered frames, and afterwards renders the exact frame of each sampled pose
 with the same poser. PSNR is on RGB composited over mid-grey, 8-bit; "face" is rows 32:224, cols 160:352.
+--busy-cores N: N other processes busy-loop (at normal priority) while the smooth stream runs, as a chat
+client or a local LLM would compete for the cores; the stream should keep its FPS, making fewer keyframes.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -116,6 +121,18 @@ def event_latency(engine: TalkingHead, command) -> float:
     return float("inf")
 
 
+@contextlib.contextmanager
+def busy_cores(count: int):
+    """`count` processes that keep one core busy each, for the duration."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=30.0)
@@ -125,6 +142,8 @@ def main() -> int:
     ap.add_argument("--list-below", type=float, default=0.0, metavar="DB",
                     help="list the sampled frames whose face PSNR is below this, with how they were made")
     ap.add_argument("--settings", default="{}", help='animator settings as JSON, e.g. {"sway_micro_strength": 0}')
+    ap.add_argument("--busy-cores", type=int, default=0, metavar="N",
+                    help="N busy-looping processes compete for the cores while the smooth stream runs")
     args = ap.parse_args()
     settings = json.loads(args.settings)
 
@@ -149,6 +168,8 @@ def main() -> int:
 
     engine = TalkingHead(poser, smooth=True, seed=7)
     engine.load_animator_settings(settings)
+    load = contextlib.ExitStack()
+    load.enter_context(busy_cores(args.busy_cores))
     t0 = time.monotonic()
     engine.start(character)
     first_frame_start = time.monotonic() - t0
@@ -178,6 +199,7 @@ def main() -> int:
     load_to_first = time.monotonic() - t0
     stats = engine.stats()
     engine.close()
+    load.close()
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     poser.set_image(character)  # the samples show the first character
@@ -185,7 +207,8 @@ def main() -> int:
     rows += [("smooth stream, idle", idle.count / idle.duration, q_idle),
              ("smooth stream, talking", talking.count / talking.duration, q_talk)]
 
-    print(f"backend: {backend}; animator settings {settings or 'defaults'}; {args.seconds:.0f} s per phase; quality sampled every {args.sample_every}th "
+    print(f"backend: {backend}; animator settings {settings or 'defaults'}; {args.seconds:.0f} s per phase; "
+          f"{args.busy_cores} busy-looping processes beside the smooth stream; quality sampled every {args.sample_every}th "
           f"delivered frame; face cache {stats.get('face_cache')}, stale-face frames "
           f"{stats.get('stale_face_frames')}, last keyframe {stats.get('keyframe_ms')} ms\n")
     print("| stream | distinct frames/s | face PSNR mean / worst (dB) | full PSNR mean / worst (dB) | frames compared "
