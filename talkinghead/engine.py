@@ -161,9 +161,14 @@ class TalkingHead:
 
     def _set_character(self, rgba: np.ndarray) -> None:
         if self.source:
-            self.source.cancel_keyframe()  # the old character's: don't wait for it
-        with self._poser_lock:
-            self.poser.set_image(rgba)
+            self.source.image_coming()  # the workers' work is the old character's: don't wait for it
+        try:
+            with self._poser_lock:
+                self.poser.set_image(rgba)
+        except BaseException:
+            if self.source:
+                self.source.image_kept()
+            raise
         if self.source:
             self.source.image_changed()
 

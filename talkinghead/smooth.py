@@ -230,6 +230,8 @@ class SmoothSource:
         self._last_face: tuple[bytes, torch.Tensor] | None = None  # key and face of the last face shown
         self._base_grid: torch.Tensor | None = None
         self._image_version = 0  # bumped on a new character; work begun for the old one is not kept
+        self._placeholder: np.ndarray | None = None  # the new character as uploaded, until its first keyframe
+        self._image_coming = False  # between image_coming() and image_changed(): the workers start nothing
         self._closed = False
         self._paused = False
         self._threads: list[threading.Thread] = []
@@ -265,9 +267,12 @@ class SmoothSource:
             thread.join(timeout=30)
 
     def image_changed(self) -> None:
-        """The poser has a new character: every cached face and keyframe belongs to the old one."""
+        """The poser has a new character: every cached face and keyframe belongs to the old one. Until the
+        workers have made its first keyframe, frames show it as uploaded (see frame_at)."""
         with self._lock:
             self._image_version += 1
+            self._image_coming = False
+            self._placeholder = getattr(self.poser, "rgba", None)
             self.faces.clear()
             self._eyebrows.clear()
             self._made.clear()
@@ -281,11 +286,16 @@ class SmoothSource:
         _one_torch_thread()
         generation = self._generation()
         pose = self._pose_at(t)
-        face, shown_key, stale = self._face_for(pose, t, generation)
         left, right = self._bracket(t)
-        if left is None:  # nothing to interpolate from yet (start, new character): render exactly, now
-            left = self._render_keyframe(t, pose)
+        if left is None and right is not None:  # only keyframes ahead (a new character): hold the first
+            left, right = right, None
+        if left is None:  # nothing to interpolate from yet (start, new character)
+            placeholder = self._placeholder_frame(pose, generation)
+            if placeholder is not None:
+                return placeholder
+            left = self._render_keyframe(t, pose)  # no worker to make one: render it exactly, now
             self._store(left)
+        face, shown_key, stale = self._face_for(pose, t, generation)
         if right is None or right.t <= left.t:
             w, (grid, color, alpha) = 0.0, self._float_outputs(left)
         else:
@@ -301,6 +311,19 @@ class SmoothSource:
         frame = self._compose(face, grid, color, alpha)
         self.timings["compose"] = (time.perf_counter() - started) * 1000
         return frame, meta
+
+    def _placeholder_frame(self, pose: np.ndarray, generation: int) -> tuple[np.ndarray, dict] | None:
+        """A new character's frame while the workers make its first keyframe: the image as uploaded (its rest
+        pose). The frame thread would otherwise spend a keyframe's time (~0.5 s, more on a busy CPU) on it,
+        and the stream would keep showing the old character meanwhile. None: no workers running (at start,
+        or tests driving the source by hand), or no image."""
+        with self._lock:
+            if self._placeholder is None or not self._threads or self._paused or self._closed:
+                return None
+            self._lock.notify_all()  # the workers, should they be waiting
+            return self._placeholder, {"pose": pose, "generation": generation, "placeholder": True,
+                                       "stale_face": True, "face_shown": None, "blend": 0.0,
+                                       "keyframes": (None, None), "keyframe_gap": 0.0}
 
     def _float_outputs(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A keyframe's grid, colour and alpha in float32; the frames between two keyframes reuse them."""
@@ -520,12 +543,21 @@ class SmoothSource:
                     backends.cancel_runs(self.poser, networks, sticky=True)  # until its block ends
             self._lock.notify_all()
 
-    def cancel_keyframe(self) -> None:
-        """Stop the keyframe the worker is making, if any (a new character is coming: it would only delay
-        the new character's first frame, which waits for the poser)."""
+    def image_coming(self) -> None:
+        """A new character is about to replace the poser's image, which waits for the poser's locks: stop
+        the workers' face and keyframe in progress (work for the old character), and start none until
+        image_changed() or image_kept(). Before, a load waited ~0.5 s for the face worker's runs."""
         with self._lock:
-            if "body" in self._working_for:
-                backends.cancel_runs(self.poser, NETWORKS["body"], sticky=True)
+            self._image_coming = True
+            for part, networks in NETWORKS.items():
+                if part in self._working_for:
+                    backends.cancel_runs(self.poser, networks, sticky=True)
+
+    def image_kept(self) -> None:
+        """The new character was not set after all (image_coming() without image_changed())."""
+        with self._lock:
+            self._image_coming = False
+            self._lock.notify_all()
 
     @contextlib.contextmanager
     def _cancellable_by_events(self, part: str, generation: int | None):
@@ -546,8 +578,8 @@ class SmoothSource:
 
     def _stop_if_stale(self, generation: int | None) -> None:
         """Raise Cancelled if work for this future (None: work that must finish) is no longer wanted: an
-        event came while it waited for a poser lock, or between two networks."""
-        if generation is not None and generation != self._generation():
+        event came while it waited for a poser lock, or between two networks, or a new character is coming."""
+        if generation is not None and (generation != self._generation() or self._image_coming):
             raise backends.Cancelled("the future changed")
 
     def _speech_warm_job(self, now: float, generation: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -94,6 +95,46 @@ def test_new_character_clears_faces_and_keyframes(source):
     assert len(source.faces) == 1 and source._keyframes
     source.image_changed()
     assert len(source.faces) == 0 and not source._keyframes
+
+
+def test_a_new_character_shows_as_uploaded_until_the_workers_made_its_first_keyframe(source, real_poser):
+    """The frame thread does not stop for a new character's first keyframe (~0.5 s): it shows the image at
+    once, and the posed frames follow."""
+    source.frame_at(100.0)
+    source.start()
+    try:
+        source.image_changed()
+        frame, meta = source.frame_at(100.04)
+        assert meta["placeholder"] and frame is real_poser.rgba  # no render on the frame thread
+        deadline = time.monotonic() + 60
+        while source.frame_at(100.04)[1].get("placeholder") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        frame, meta = source.frame_at(100.0)
+        assert not meta.get("placeholder")
+        assert np.abs(frame.astype(int) - real_poser.render(source.state["pose"]).astype(int)).max() <= 1
+    finally:
+        source.close()
+
+
+def test_workers_start_nothing_while_a_new_character_is_coming(source):
+    """A load waits for the poser's locks: the workers give them up instead of making old-character work."""
+    pose = source.state["pose"].copy()
+    pose[P.INDEX["mouth_aaa_index"]] = 0.5
+    source.image_coming()
+    assert source._compute_face(pose, future=0) is None and len(source.faces) == 0
+    assert source._render_keyframe(101.0, pose, future=0) is None
+    source.image_kept()  # the upload failed: work resumes for the old character
+    assert source._compute_face(pose, future=0) is not None
+    source.image_coming()
+    source.image_changed()
+    assert source._render_keyframe(101.0, pose, future=0) is not None
+
+
+def test_without_running_workers_the_first_frame_is_rendered_at_once(source, real_poser):
+    source.image_changed()
+    frame, meta = source.frame_at(100.0)  # as at start-up, before the workers run
+    assert "placeholder" not in meta
+    assert np.abs(frame.astype(int) - real_poser.render(source.state["pose"]).astype(int)).max() <= 1
 
 
 def test_event_makes_future_keyframes_stale(source):

@@ -213,6 +213,11 @@ class Poser:
         self._last_face = None
 
     @property
+    def rgba(self) -> np.ndarray | None:
+        """The character as set (uint8 512x512x4 sRGB RGBA), None before set_image()."""
+        return self._rgba
+
+    @property
     def image(self) -> Tensor:
         if self._image is None:
             raise RuntimeError("no character image: call set_image() first")
