@@ -190,14 +190,13 @@ def main() -> int:
         "stop_talking": event_latency(engine, engine.stop_talking),
         "set_emotion joy": event_latency(engine, lambda: engine.set_emotion("joy")),
     }
-    seq = engine.slot.latest().seq
     t0 = time.monotonic()
     engine.load(_png(other))
-    engine.slot.wait_newer(seq, timeout=10)
-    while engine.slot.latest().meta.get("generation") is None:
-        time.sleep(0.001)
-    load_to_first = time.monotonic() - t0  # a frame rendered after load(): the new character
+    new_character = engine.source.character  # frames of the new character carry it in their meta
     deadline = t0 + 30
+    while engine.slot.latest().meta.get("character") != new_character and time.monotonic() < deadline:
+        time.sleep(0.001)
+    load_to_first = time.monotonic() - t0
     while engine.slot.latest().meta.get("placeholder") and time.monotonic() < deadline:
         time.sleep(0.001)
     load_to_posed = time.monotonic() - t0  # ... posed and animated (not the image as uploaded)

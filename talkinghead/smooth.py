@@ -279,22 +279,32 @@ class SmoothSource:
             self._keyframes.clear()
             self._last_face = None
 
+    @property
+    def character(self) -> int:
+        """The number the current character's frames carry in their meta ("character")."""
+        return self._image_version
+
     # -- the frame: called by the renderer thread --------------------------------------------------------
     @torch.inference_mode()
     def frame_at(self, t: float) -> tuple[np.ndarray, dict]:
-        """The frame for time t, and how it was made: {"pose", "generation", "stale_face", "blend"}."""
+        """The frame for time t, and how it was made: {"pose", "generation", "character" (a number that
+        changes with each new character), "stale_face", "blend", ...; "placeholder": the image as uploaded}."""
         _one_torch_thread()
         generation = self._generation()
+        version = self._image_version
         pose = self._pose_at(t)
         left, right = self._bracket(t)
         if left is None and right is not None:  # only keyframes ahead (a new character): hold the first
             left, right = right, None
         if left is None:  # nothing to interpolate from yet (start, new character)
-            placeholder = self._placeholder_frame(pose, generation)
+            placeholder = self._placeholder_frame(pose, generation, version)
             if placeholder is not None:
                 return placeholder
             left = self._render_keyframe(t, pose)  # no worker to make one: render it exactly, now
             self._store(left)
+        with self._lock:
+            if self._last_face is None:  # a new character: its first keyframe's face stands in until ours is made
+                self._last_face = self._cached_face(left.pose)
         face, shown_key, stale = self._face_for(pose, t, generation)
         if right is None or right.t <= left.t:
             w, (grid, color, alpha) = 0.0, self._float_outputs(left)
@@ -303,7 +313,8 @@ class SmoothSource:
                                   (t - left.t) / (right.t - left.t))
             grid, color, alpha = (torch.lerp(a, b, w)
                                   for a, b in zip(self._float_outputs(left), self._float_outputs(right)))
-        meta = {"pose": pose, "generation": generation, "stale_face": stale, "face_shown": shown_key, "blend": w,
+        meta = {"pose": pose, "generation": generation, "character": version, "stale_face": stale,
+                "face_shown": shown_key, "blend": w,
                 "keyframes": (left.t, None if right is None else right.t),
                 "keyframe_gap": (0.0 if right is None
                                  else plan.gap(left.pose[P.ROTATION], right.pose[P.ROTATION]))}
@@ -312,7 +323,8 @@ class SmoothSource:
         self.timings["compose"] = (time.perf_counter() - started) * 1000
         return frame, meta
 
-    def _placeholder_frame(self, pose: np.ndarray, generation: int) -> tuple[np.ndarray, dict] | None:
+    def _placeholder_frame(self, pose: np.ndarray, generation: int,
+                           version: int) -> tuple[np.ndarray, dict] | None:
         """A new character's frame while the workers make its first keyframe: the image as uploaded (its rest
         pose). The frame thread would otherwise spend a keyframe's time (~0.5 s, more on a busy CPU) on it,
         and the stream would keep showing the old character meanwhile. None: no workers running (at start,
@@ -321,7 +333,8 @@ class SmoothSource:
             if self._placeholder is None or not self._threads or self._paused or self._closed:
                 return None
             self._lock.notify_all()  # the workers, should they be waiting
-            return self._placeholder, {"pose": pose, "generation": generation, "placeholder": True,
+            return self._placeholder, {"pose": pose, "generation": generation, "character": version,
+                                       "placeholder": True,
                                        "stale_face": True, "face_shown": None, "blend": 0.0,
                                        "keyframes": (None, None), "keyframe_gap": 0.0}
 
@@ -352,6 +365,11 @@ class SmoothSource:
             if version == self._image_version:  # not a face of the character that was just replaced
                 self._last_face = (key, face)
         return face, key, False
+
+    def _cached_face(self, pose: np.ndarray) -> tuple[bytes, torch.Tensor] | None:
+        key = face_key(pose)
+        face = self.faces.get(key)
+        return None if face is None else (key, face)
 
     def _nearest_made(self, t: float, generation: int) -> tuple[torch.Tensor, bytes]:
         with self._lock:
@@ -430,6 +448,8 @@ class SmoothSource:
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         rotation = p[:, P.ROTATION]
         with self._locks.body, self._cancellable_by_events("body", future):
+            if version != self._image_version:
+                return None  # a new character came while the lock was awaited: the face is the old one's
             try:
                 self._stop_if_stale(future)  # an event while the face was made or the lock awaited
                 image = self.poser.image.clone()

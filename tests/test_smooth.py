@@ -106,6 +106,7 @@ def test_a_new_character_shows_as_uploaded_until_the_workers_made_its_first_keyf
         source.image_changed()
         frame, meta = source.frame_at(100.04)
         assert meta["placeholder"] and frame is real_poser.rgba  # no render on the frame thread
+        assert meta["character"] == source.character
         deadline = time.monotonic() + 60
         while source.frame_at(100.04)[1].get("placeholder") and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -128,6 +129,24 @@ def test_workers_start_nothing_while_a_new_character_is_coming(source):
     source.image_coming()
     source.image_changed()
     assert source._render_keyframe(101.0, pose, future=0) is not None
+
+
+def test_a_keyframe_begun_for_the_old_character_is_dropped(source):
+    """A keyframe whose (cached) face was taken before a new character came is not kept for the new one."""
+    import threading
+
+    source.frame_at(100.0)  # the face of the fixture's pose is cached now
+    result, has_face = {}, threading.Event()
+    face_for_keyframe = source._face_for_keyframe
+    source._face_for_keyframe = lambda *args: (face_for_keyframe(*args), has_face.set())[0]
+    with source._locks.body:  # as a load holds the poser while it sets the new image
+        worker = threading.Thread(
+            target=lambda: result.setdefault("kf", source._render_keyframe(101.0, source.state["pose"], future=0)))
+        worker.start()
+        assert has_face.wait(30)  # the worker has its face and waits for the lock
+        source.image_changed()
+    worker.join()
+    assert result["kf"] is None
 
 
 def test_without_running_workers_the_first_frame_is_rendered_at_once(source, real_poser):
