@@ -3,7 +3,7 @@
 Every viewer of the PNG stream costs one encode per frame (25 per second), on the same 2 cores that render
 them, so the encoders are picked for speed (512x512 RGBA frame of lambda_00, one core of a Zen 4 EPYC):
 - PNG: Pillow, even at compress_level=1, tries all five PNG row filters on every row: 12.5 ms a frame.
-  We write the PNG ourselves with the "none" filter and zlib-ng level 2: ~2.8 ms, and the same size
+  We write the PNG ourselves with the "none" filter and zlib-ng level 2: 2-3 ms, and the same size
   (126 KB, Pillow: 128 KB). Any PNG decoder reads it (a PNG is a header, one zlib stream of filtered rows
   and an end marker; tests decode it with Pillow).
 - JPEG: compositing over the background with Pillow's paste (C, the same rounding as (c*a + bg*(255-a) +
