@@ -558,9 +558,7 @@ class SmoothSource:
         future's first face."""
         generation = self._generation()
         with self._lock:
-            for part, networks in NETWORKS.items():
-                if self._working_for.get(part, generation) != generation:
-                    backends.cancel_runs(self.poser, networks, sticky=True)  # until its block ends
+            self._stop_work(part for part, future in self._working_for.items() if future != generation)
             self._lock.notify_all()
 
     def image_coming(self) -> None:
@@ -569,9 +567,13 @@ class SmoothSource:
         image_changed() or image_kept(). Before, a load waited ~0.5 s for the face worker's runs."""
         with self._lock:
             self._image_coming = True
-            for part, networks in NETWORKS.items():
-                if part in self._working_for:
-                    backends.cancel_runs(self.poser, networks, sticky=True)
+            self._stop_work(self._working_for)
+
+    def _stop_work(self, parts) -> None:
+        """Cancel the networks of these parts ("body", "face") at work, and those they start until their
+        block ends (sticky: see _cancellable_by_events). Called holding self._lock."""
+        for part in list(parts):
+            backends.cancel_runs(self.poser, NETWORKS[part], sticky=True)
 
     def image_kept(self) -> None:
         """The new character was not set after all (image_coming() without image_changed())."""
