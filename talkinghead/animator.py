@@ -9,7 +9,8 @@ template. Everything is driven by the wall clock given to `pose_at(t)`, never by
   by (seed, event count, slot index), so asking about a future t early (render-ahead) and again later gives
   the same answer, in any order of asking.
 
-Each command (`set_emotion`, `start_talking`, `stop_talking`, `set_templates`, `set_settings`) is an event:
+Each command (`set_emotion`, `start_talking`, `stop_talking`, `play_track`, `set_templates`, `set_settings`) is
+an event:
 it snapshots the current values at its time t and starts new motions from there, so the pose stays
 continuous. Rates and probabilities are specified per 1/25 s ("tick", the original animator's frame at
 its default 25 FPS) and applied for any elapsed time.
@@ -21,7 +22,7 @@ import logging
 import math
 import secrets
 import threading
-from typing import Mapping
+from typing import Mapping, Protocol
 
 import numpy as np
 
@@ -54,6 +55,14 @@ _JITTER_MEMORY = 64
 _TALK_FADE_IN_FACTOR = 3.0
 
 
+class MouthTrack(Protocol):
+    """What lip-sync plays (talkinghead.lipsync.Track): mouth openness and vowel weights over time."""
+    duration_s: float
+
+    def at(self, t: float) -> tuple[float, np.ndarray]:
+        """(openness 0..1, weights of aaa/iii/uuu/eee/ooo) t s into the track."""
+
+
 class Animator:
     """Pose = emotion template (with transitions) + sway + blink + talking mouth + breathing.
 
@@ -77,6 +86,7 @@ class Animator:
         self._sway = _SwayTrack.start(self._random, 0, start_time, target, self._settings)
         self._blinks = _BlinkSchedule(self._random, 0, start_time, None, -math.inf, self._settings)
         self._mouth = _Mouth(start_time, np.zeros(len(_VOWELS)), None, self._settings)
+        self._queued_track: tuple[MouthTrack, float] | None = None  # (track, offset s): for the next start_talking
         self._breathing = _Breathing(start_time, 0.0, self._settings.breathing_cycle_duration)
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -154,15 +164,39 @@ class Animator:
             self._restart_mouth(t, self._talking)
 
     def start_talking(self, t: float) -> None:
+        """Speech-like mouth motion from t; or the track queued for this (`queue_track`). While a track
+        plays this changes nothing (SillyTavern's TTS says start_talking around the clip it plays)."""
         with self._lock:
-            if not self._talking:
+            if self._queued_track is not None:
+                track, offset = self._queued_track
+                self._queued_track = None
+                self._play(track, t - offset, t)
+            elif not self._talking or self._track_ended(t):
                 self._restart_mouth(self._begin_event(t), talking=True)
 
     def stop_talking(self, t: float) -> None:
-        """The mouth returns smoothly to the emotion's shape."""
+        """The mouth returns smoothly to the emotion's shape (a playing track ends here)."""
         with self._lock:
+            self._queued_track = None
             if self._talking:
                 self._restart_mouth(self._begin_event(t), talking=False)
+
+    def play_track(self, track: MouthTrack, start: float, t: float) -> None:
+        """Lip-sync: from t the vowel morphs follow `track`, whose time 0 is at `start` (before t when the
+        audio is already playing). Random speech is off meanwhile; at the track's end the mouth returns
+        smoothly to the emotion's, as it does on stop_talking or a new track."""
+        with self._lock:
+            self._queued_track = None
+            self._play(track, start, t)
+
+    def queue_track(self, track: MouthTrack, offset: float = 0.0) -> None:
+        """Play `track` from the next start_talking, as if it had started `offset` s before it."""
+        with self._lock:
+            self._queued_track = (track, offset)
+
+    def _play(self, track: MouthTrack, start: float, t: float) -> None:
+        t = self._begin_event(t)
+        self._restart_mouth(t, talking=True, track=_TrackSpeech(track, start))
 
     # -- the pose ------------------------------------------------------------------------------------------
     def pose_at(self, t: float) -> np.ndarray:
@@ -204,12 +238,19 @@ class Animator:
         self._blinks = _BlinkSchedule(self._random, self._events, t, self._blinks.last_start(t), rapid_until,
                                       self._settings)
 
-    def _restart_mouth(self, t: float, talking: bool) -> None:
+    def _restart_mouth(self, t: float, talking: bool, track: _TrackSpeech | None = None) -> None:
         base_vowels = self._face.value(t)[_VOWELS]
         offset = self._mouth.vowels(t, base_vowels) - base_vowels  # carried over, then fades out
         self._talking = talking
-        speech = _Speech(self._random, self._events, t, self._settings) if talking else None
+        if track is not None:
+            speech = track
+        else:
+            speech = _Speech(self._random, self._events, t, self._settings) if talking else None
         self._mouth = _Mouth(t, offset, speech, self._settings)
+
+    def _track_ended(self, t: float) -> bool:
+        speech = self._mouth.speech
+        return isinstance(speech, _TrackSpeech) and t >= speech.end
 
     def _jitter(self, t: float) -> np.ndarray:
         """Micro sway, as the original animator makes it: a fresh random offset of the sway *target* every
@@ -534,10 +575,13 @@ def _apply_blink(result: np.ndarray, closure: float) -> None:
 
 # ---- talking -----------------------------------------------------------------------------------------------
 class _Mouth:
-    """The vowel morphs: speech while talking, else the emotion's. `offset` (mouth minus emotion at t0) is
-    what was showing when the last talk event came; it fades so the mouth never jumps."""
+    """The vowel morphs: speech (random, or a lip-sync track) while talking, else the emotion's. `offset`
+    (mouth minus emotion at t0) is what was showing when the last talk event came; it fades so the mouth
+    never jumps. A track replaces the emotion's vowels at once (the sync is the point); after its end the
+    mouth glides back to the emotion's."""
 
-    def __init__(self, t0: float, offset: np.ndarray, speech: _Speech | None, settings: AnimatorSettings):
+    def __init__(self, t0: float, offset: np.ndarray, speech: _Speech | _TrackSpeech | None,
+                 settings: AnimatorSettings):
         self.t0, self.offset, self.speech = t0, offset, speech
         self._step = settings.pose_interpolator_step
         self._fade_in_step = 1.0 - (1.0 - self._step) ** _TALK_FADE_IN_FACTOR
@@ -546,8 +590,46 @@ class _Mouth:
         carried = self.offset * _decay(self._step, t - self.t0)
         if self.speech is None:
             return emotion_vowels + carried
+        if isinstance(self.speech, _TrackSpeech):
+            return self._track_vowels(t, emotion_vowels)
         speaking = 1.0 - _decay(self._fade_in_step, t - self.t0)
         return emotion_vowels + speaking * (self.speech.vowels(t) - emotion_vowels) + carried
+
+    def _track_vowels(self, t: float, emotion_vowels: np.ndarray) -> np.ndarray:
+        track = self.speech
+        if t < track.end:
+            return track.vowels(t) + self.offset * _decay(self._step, t - self.t0)
+        last = track.vowels(track.end) + self.offset * _decay(self._step, track.end - self.t0)
+        return emotion_vowels + (last - emotion_vowels) * _decay(self._step, t - track.end)
+
+
+# A lip-sync vowel weight below this share (after sharpening) is left out: the mouth takes one or two clear
+# shapes rather than a blur of five (and the smooth stream has fewer distinct faces to make ahead).
+_TRACK_MIN_WEIGHT = 0.25
+_TRACK_SHARPNESS = 4.0  # weights^4, renormalised: the analyser's soft 0.6/0.3 becomes 0.94/0.06
+
+
+class _TrackSpeech:
+    """The vowel morphs of a lip-sync track playing from `start`: openness times the sharpened vowel weights,
+    at the gains random speech uses."""
+
+    def __init__(self, track: MouthTrack, start: float):
+        self.track, self.start = track, start
+        self.end = start + track.duration_s
+
+    def vowels(self, t: float) -> np.ndarray:
+        openness, weights = self.track.at(min(t, self.end) - self.start)
+        return openness * _sharpened(np.asarray(weights, np.float64)) * _VOWEL_GAIN
+
+
+def _sharpened(weights: np.ndarray) -> np.ndarray:
+    total = weights.sum()
+    if total <= 0.0:
+        return np.zeros(len(weights))
+    sharp = (weights / total) ** _TRACK_SHARPNESS
+    sharp /= sharp.sum()
+    sharp[sharp < _TRACK_MIN_WEIGHT] = 0.0
+    return sharp / sharp.sum()
 
 
 class _Syllable:

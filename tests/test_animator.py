@@ -303,6 +303,132 @@ def test_not_talking_keeps_the_emotions_mouth():
     np.testing.assert_allclose(vowels, np.tile(TEMPLATES["surprise"][VOWELS], (len(vowels), 1)), atol=1e-3)
 
 
+# ---- lip-sync tracks -------------------------------------------------------------------------------------
+class StepTrack:
+    """A lip-sync track of 10 ms frames: (seconds, openness, vowel index or None) segments in order."""
+
+    def __init__(self, *segments):
+        opens, weights = [], []
+        for seconds, openness, vowel in segments:
+            for _ in range(round(seconds * 100)):
+                opens.append(openness)
+                w = np.zeros(5)
+                if vowel is not None:
+                    w[vowel] = 0.7  # soft weights, as the analyser gives: the animator sharpens them
+                    w[(vowel + 1) % 5] = 0.2
+                    w[(vowel + 2) % 5] = 0.1
+                weights.append(w)
+        self.open, self.vowels = np.array(opens), np.array(weights)
+        self.duration_s = len(opens) / 100
+
+    def at(self, t):
+        if not 0.0 <= t <= self.duration_s:
+            return 0.0, np.zeros(5)
+        i = min(int(t * 100), len(self.open) - 1)
+        return self.open[i], self.vowels[i]
+
+
+AAA, III, OOO = 0, 1, 4
+SPEECH = StepTrack((0.3, 0.0, None), (0.5, 1.0, AAA), (0.3, 0.0, None), (0.4, 0.8, III), (0.2, 0.0, None),
+                   (0.4, 1.0, OOO), (0.3, 0.0, None))
+
+
+def test_a_track_drives_the_vowels_in_sync_with_the_clock():
+    animator = make_animator()
+    animator.play_track(SPEECH, start=2.0, t=2.0)
+    mouth = lambda t: animator.pose_at(t)[VOWELS]  # noqa: E731
+    assert np.argmax(mouth(2.55)) == AAA and mouth(2.55)[AAA] == pytest.approx(1.0, abs=1e-6)
+    assert np.argmax(mouth(3.3)) == III and mouth(3.3).sum() == pytest.approx(0.8 * 0.8, abs=1e-6)
+    assert np.argmax(mouth(3.9)) == OOO
+    for silent in (2.1, 2.9, 3.65):  # the track's silences close the mouth
+        assert mouth(silent).max() == 0.0
+    # One clear shape: the analyser's 0.7/0.2/0.1 weights leave one vowel.
+    assert np.count_nonzero(mouth(2.55)) == 1
+    assert animator.talking
+
+
+def test_a_track_keeps_the_rest_of_the_face_and_the_emotions_corners():
+    animator, quiet = make_animator(), make_animator()
+    for a in (animator, quiet):
+        a.set_emotion("joy", 0.0)
+    animator.play_track(SPEECH, start=1.0, t=1.0)
+    others = [i for i in range(pose.NUM_PARAMS) if i not in VOWELS]
+    for t in (1.1, 1.5, 2.2, 2.9):
+        np.testing.assert_array_equal(animator.pose_at(t)[others], quiet.pose_at(t)[others])
+
+
+def test_a_track_started_in_the_past_plays_from_its_offset():
+    animator = make_animator()
+    animator.play_track(SPEECH, start=1.5, t=2.0)  # the audio has played for 0.5 s already
+    vowels = animator.pose_at(2.05)[VOWELS]
+    assert np.argmax(vowels) == AAA and vowels[AAA] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_track_ends_with_the_mouth_gliding_back_to_the_emotion():
+    animator = make_animator()
+    animator.set_emotion("surprise", 0.0)
+    track = StepTrack((0.3, 1.0, III))  # ends open: the mouth must not snap shut
+    animator.play_track(track, start=5.0, t=5.0)
+    times = np.arange(5.2, 7.5, 1 / 60)
+    vowels = sample(animator, times)[:, VOWELS]
+    assert np.abs(np.diff(vowels, axis=0)).max() < 0.1
+    np.testing.assert_allclose(vowels[-1], TEMPLATES["surprise"][VOWELS], atol=0.01)
+
+
+@pytest.mark.parametrize("how", ["stop_talking", "new track"])
+def test_stop_talking_or_a_new_track_ends_a_track_smoothly(how):
+    animator = make_animator()
+    animator.play_track(SPEECH, start=1.0, t=1.0)
+    before = animator.pose_at(1.5)[VOWELS]
+    if how == "stop_talking":
+        animator.stop_talking(1.5)
+    else:
+        animator.play_track(StepTrack((1.0, 0.0, None)), start=1.5, t=1.5)
+    np.testing.assert_allclose(animator.pose_at(1.5)[VOWELS], before, atol=1e-6)  # no jump
+    np.testing.assert_allclose(animator.pose_at(4.0)[VOWELS], 0.0, atol=0.01)  # the old track is over
+    assert (how == "stop_talking") != animator.talking
+
+
+def test_start_talking_during_a_track_changes_nothing():
+    animator, reference = make_animator(), make_animator()
+    for a in (animator, reference):
+        a.play_track(SPEECH, start=1.0, t=1.0)
+    generation = animator.generation
+    animator.start_talking(1.2)  # SillyTavern's TTS says so around each clip, interleaved with our client
+    assert animator.generation == generation
+    times = np.arange(1.0, 4.0, 0.02)
+    np.testing.assert_array_equal(sample(animator, times), sample(reference, times))
+
+
+def test_after_a_track_start_talking_moves_the_mouth_again():
+    animator = make_animator()
+    animator.play_track(StepTrack((0.2, 0.0, None)), start=1.0, t=1.0)
+    animator.start_talking(3.0)
+    openness = sample(animator, np.arange(3.5, 6.0, 1 / 30))[:, VOWELS].sum(axis=1)
+    assert openness.max() > 0.5
+
+
+def test_a_queued_track_plays_from_the_next_start_talking():
+    animator = make_animator()
+    animator.queue_track(SPEECH, offset=0.1)
+    assert np.all(sample(animator, np.arange(0.0, 3.0, 0.05))[:, VOWELS] == 0.0)  # nothing plays yet
+    animator.start_talking(4.0)  # the track's time 0 is 0.1 s before it
+    vowels = animator.pose_at(4.0 + 0.45)[VOWELS]
+    assert np.argmax(vowels) == AAA and vowels[AAA] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_track_is_a_pure_function_of_time():
+    def played():
+        a = make_animator()
+        a.play_track(SPEECH, start=1.0, t=1.0)
+        return a
+
+    times = np.arange(0.0, 5.0, 0.01)
+    forward = sample(played(), times)
+    backward = sample(played(), times[::-1])[::-1]
+    np.testing.assert_array_equal(forward, backward)
+
+
 # ---- settings ------------------------------------------------------------------------------------------
 def test_settings_from_empty_json_are_the_defaults():
     settings = AnimatorSettings.from_json({})
