@@ -1,0 +1,396 @@
+"""Lip-sync analysis: from TTS audio bytes to a mouth track, one value every 10 ms.
+
+The engine plays the track alongside the audio: how far the mouth is open, and which vowel shape it makes
+(weights over the five THA3 mouth morphs, in the order of talkinghead.settings.VOWEL_MORPHS).
+
+Method (numpy only, vectorised over all frames; ~10-20 ms for 10 s of speech):
+
+1. Decode. PyAV (FFmpeg) detects the container from the bytes, never from a declared content type, decodes
+   and resamples to mono float at ANALYSIS_RATE (12 kHz: speech formants lie below 6 kHz).
+2. Frame. 25 ms Hann windows centred every 10 ms (stride tricks, no copies), one real FFT per frame. The
+   power spectrum gives the frame's loudness, its autocorrelation (for voicing, pitch and LPC) and, through
+   a pre-emphasis filter applied in the frequency domain, the autocorrelation LPC needs.
+3. Openness. Frame RMS in dB relative to the clip's loud level (its 95th percentile over sounding frames),
+   so quiet and loud TTS open the mouth the same; DB_RANGE dB below that level the mouth is closed. A square
+   root-like curve (amplitude ** 0.5 in between) keeps syllables visible without flapping on consonants.
+   Attack/release smoothing (one-pole, faster into silence) stops jitter and closes the mouth promptly.
+4. Vowel. LPC (autocorrelation + Levinson-Durbin, batched over frames) and the roots of the LPC polynomial
+   (eigenvalues of the batched companion matrices) give the formants F1-F3; the autocorrelation peak gives
+   the pitch F0 (from the autocorrelation of the LPC residual). The vowel is read from speaker-normalised
+   formants: Bark differences after Syrdal & Gopal (1986), height from Z(F1) - 0.5 Z(F0) and front/back
+   from Z(F2) - Z(F1), which lie in nearly the same places for men, women and children, so no per-voice
+   setup and no per-clip statistics are needed (a clip of one sustained vowel is read right too). Soft
+   weights: a softmax over distances to vowel prototypes placed from published formant averages and
+   espeak-ng's voices. Consonants and pauses keep the nearest vowel's shape; a ~40 ms average smooths it.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+FRAME_MS = 10
+MAX_DURATION_S = 600.0
+VOWELS = ("aaa", "iii", "uuu", "eee", "ooo")  # the order of talkinghead.settings.VOWEL_MORPHS
+
+ANALYSIS_RATE = 12000
+_HOP = ANALYSIS_RATE * FRAME_MS // 1000  # 120 samples
+_WIN = ANALYSIS_RATE * 25 // 1000  # 300 samples: 2-3 pitch periods of a low male voice
+_NFFT = 512
+_LPC_ORDER = 12  # 6 resonances up to 6 kHz
+_PRE_EMPHASIS = 0.97
+
+# Openness.
+_LOUD_PERCENTILE = 95
+_SILENCE_DBFS = -85.0  # below this a frame is silence whatever the clip (16-bit dither, codec noise)
+_DB_RANGE = 36.0  # the mouth opens over this many dB below the clip's loud level
+_ATTACK_S = 0.012  # one-pole time constants: ~25 ms to open, ~60 ms to close in speech
+_RELEASE_S = 0.025
+_RELEASE_SILENT_S = 0.010  # into silence the mouth closes faster
+
+# Voicing: a frame is voiced when it sounds and its energy is mostly low-frequency (not a fricative).
+_VOICED_MIN_OPEN = 0.15
+_VOICED_MIN_R1 = 0.4  # first normalised autocorrelation coefficient
+
+_F0_RANGE = (70.0, 500.0)
+
+
+class AudioError(ValueError):
+    """The bytes are not audio we can use; str(e) is a user-facing message (no internal detail)."""
+
+
+@dataclass(frozen=True)
+class Track:
+    open: np.ndarray  # (n,) float32 in [0, 1]: mouth openness per frame (0 = closed)
+    vowels: np.ndarray  # (n, 5) float32: weights over VOWELS per frame, rows sum to 1 (all 0 where silent)
+    duration_s: float
+    voiced_ratio: float  # fraction of frames judged voiced speech
+    frame_ms: int = FRAME_MS
+
+    def to_json(self, with_track: bool) -> dict:
+        out = {"duration_s": round(float(self.duration_s), 3), "frame_ms": self.frame_ms,
+               "voiced_ratio": round(float(self.voiced_ratio), 3)}
+        if with_track:
+            track = {"open": np.round(self.open.astype(float), 3).tolist()}
+            for i, name in enumerate(VOWELS):
+                track[name] = np.round(self.vowels[:, i].astype(float), 3).tolist()
+            out["track"] = track
+        return out
+
+    def at(self, t: float) -> tuple[float, np.ndarray]:
+        """Openness and vowel weights at t seconds from the start, linear between frames."""
+        n = len(self.open)
+        if n == 0 or not 0.0 <= t <= self.duration_s:
+            return 0.0, np.zeros(len(VOWELS), np.float32)
+        x = min(t * 1000.0 / self.frame_ms, n - 1)
+        i = int(x)
+        j = min(i + 1, n - 1)
+        w = x - i
+        openness = (1 - w) * self.open[i] + w * self.open[j]
+        vowels = (1 - w) * self.vowels[i] + w * self.vowels[j]
+        return float(openness), vowels.astype(np.float32)
+
+
+# --- Decoding ---------------------------------------------------------------------------------------------
+
+def decode(data: bytes, rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and their sample rate (the file's own, or `rate` when given: resampled by FFmpeg).
+
+    The format is detected from the bytes. Raises AudioError for empty input, anything that is not audio or
+    does not decode, and audio longer than MAX_DURATION_S.
+    """
+    import av  # imported here: only lip-sync needs FFmpeg
+
+    if not data:
+        raise AudioError("The audio is empty.")
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except (av.error.FFmpegError, ValueError, OSError):
+        raise AudioError("This is not audio in a format we can read (WAV, MP3, OGG, FLAC, M4A, WebM).") from None
+    with container:
+        if not container.streams.audio:
+            raise AudioError("This file has no audio in it.")
+        stream = container.streams.audio[0]
+        # A declared duration over the cap is refused before decoding anything.
+        if container.duration is not None and container.duration / 1e6 > MAX_DURATION_S + 1.0:
+            raise _too_long()
+        out_rate = rate or stream.codec_context.sample_rate or stream.rate
+        if not out_rate:
+            raise AudioError("This audio has no sample rate.")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=out_rate)
+        limit = int((MAX_DURATION_S + 0.05) * out_rate)  # headers can lie: count what is really decoded
+        chunks, total = [], 0
+        try:
+            for frame in container.decode(stream):
+                for piece in resampler.resample(frame):
+                    chunks.append(piece.to_ndarray().reshape(-1))
+                    total += chunks[-1].size
+                if total > limit:
+                    raise _too_long()
+            for piece in resampler.resample(None):  # flush
+                chunks.append(piece.to_ndarray().reshape(-1))
+        except (av.error.FFmpegError, ValueError) as e:
+            if not chunks:  # a damaged tail is tolerated, audio that never decodes is not
+                raise AudioError("The audio could not be decoded (damaged or unsupported).") from e
+    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if samples.size == 0:
+        raise AudioError("The audio has no samples.")
+    if samples.size > limit:
+        raise _too_long()
+    return samples, int(out_rate)
+
+
+def _too_long() -> AudioError:
+    return AudioError(f"The audio is longer than {MAX_DURATION_S:g} s.")
+
+
+# --- Analysis ---------------------------------------------------------------------------------------------
+
+def analyse(data: bytes) -> Track:
+    """Decode the audio bytes (any supported format) and analyse them."""
+    samples, rate = decode(data, ANALYSIS_RATE)
+    return analyse_samples(samples, rate)
+
+
+def analyse_samples(samples: np.ndarray, rate: int) -> Track:
+    """The mouth track of mono samples (float, full scale 1.0) at `rate` Hz."""
+    x = np.asarray(samples, np.float32).reshape(-1)
+    duration = x.size / rate
+    if rate != ANALYSIS_RATE:
+        x = _resample(x, rate, ANALYSIS_RATE)
+    n = int(duration * 1000 // FRAME_MS) + 1 if x.size else 0
+    if n == 0:
+        return Track(np.zeros(0, np.float32), np.zeros((0, len(VOWELS)), np.float32), duration, 0.0)
+
+    power = _power_spectra(_frames(x, n))
+    # Only a few autocorrelation lags are needed: a product with a cosine table beats a full inverse FFT.
+    autocorr = power @ _COSINES[:, :2]
+    rms_db = 10 * np.log10(np.maximum(autocorr[:, 0] / _WINDOW_POWER, 1e-12))
+    raw_open = _openness(rms_db)
+    r1 = autocorr[:, 1] / np.maximum(autocorr[:, 0], 1e-12)
+    voiced = (raw_open > _VOICED_MIN_OPEN) & (r1 > _VOICED_MIN_R1)
+
+    # The vowel only where it is heard: consonants and pauses take the nearest vowel's shape.
+    weights = np.zeros((n, len(VOWELS)))
+    weights[voiced] = _vowel_weights(power[voiced])
+    weights = _carry_over_unvoiced(weights, voiced & (weights.sum(axis=1) > 0))
+
+    openness = _attack_release(raw_open)
+    weights[openness < 0.01] = 0.0  # a closed mouth has no vowel
+    return Track(openness.astype(np.float32), weights.astype(np.float32), duration,
+                 float(voiced.mean()))
+
+
+def _resample(x: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+    """Band-limited resampling by FFT (the whole clip at once; fast enough for minutes of audio)."""
+    m = int(round(x.size * new_rate / rate))
+    spectrum = np.fft.rfft(x)
+    keep = min(spectrum.size, m // 2 + 1)
+    return (np.fft.irfft(spectrum[:keep], m) * (m / x.size)).astype(np.float32)
+
+
+_WINDOW = np.hanning(_WIN + 2)[1:-1].astype(np.float32)
+_WINDOW_POWER = float(np.sum(_WINDOW ** 2))  # a full-scale sine's window sum is half of this
+_PRE_EMPHASIS_GAIN = np.abs(1 - _PRE_EMPHASIS * np.exp(-2j * np.pi * np.fft.rfftfreq(_NFFT))) ** 2
+
+
+def _frames(x: np.ndarray, n: int) -> np.ndarray:
+    """(n, _WIN) windows centred on t = i * 10 ms (a view into the zero-padded signal)."""
+    half = _WIN // 2
+    padded = np.zeros(n * _HOP + _WIN, np.float32)
+    padded[half:half + x.size] = x[:n * _HOP + _WIN - half]
+    return np.lib.stride_tricks.sliding_window_view(padded, _WIN)[::_HOP][:n]
+
+
+def _power_spectra(frames: np.ndarray) -> np.ndarray:
+    # float64: numpy's float32 FFT is several times slower here.
+    return _abs2(np.fft.rfft(frames * _WINDOW.astype(np.float64), _NFFT, axis=1))
+
+
+def _abs2(z: np.ndarray) -> np.ndarray:
+    return z.real ** 2 + z.imag ** 2
+
+
+# Autocorrelation at lag k of a frame = sum over the rfft bins of weight * power * cos(2 pi k bin / NFFT)
+# (the irfft written out, with the edge bins counted once).
+_COSINES = np.cos(2 * np.pi * np.outer(np.arange(_NFFT // 2 + 1), np.arange(_LPC_ORDER + 1)) / _NFFT)
+_COSINES *= np.where((np.arange(_NFFT // 2 + 1) == 0) | (np.arange(_NFFT // 2 + 1) == _NFFT // 2), 1, 2)[:, None]
+_COSINES /= _NFFT
+
+
+def _openness(rms_db: np.ndarray) -> np.ndarray:
+    """0..1 per frame from loudness relative to the clip's loud level (before smoothing)."""
+    sounding = rms_db > _SILENCE_DBFS
+    if not sounding.any():
+        return np.zeros_like(rms_db)
+    loud = np.percentile(rms_db[sounding], _LOUD_PERCENTILE)
+    level = np.clip((rms_db - loud + _DB_RANGE) / _DB_RANGE, 0.0, None)  # 0 at the floor, 1 at loud
+    amplitude = 10 ** ((rms_db - loud) / 20)  # relative amplitude: ~ what a listener sees as "louder"
+    floor = 10 ** (-_DB_RANGE / 20)
+    opened = np.clip((np.sqrt(amplitude) - np.sqrt(floor)) / (1 - np.sqrt(floor)), 0.0, 1.0)
+    return np.where(sounding & (level > 0), opened, 0.0)
+
+
+def _attack_release(raw: np.ndarray) -> np.ndarray:
+    """One-pole smoothing, faster up than down, fastest into silence. A scalar loop over ~100 frames/s."""
+    step = FRAME_MS / 1000
+    attack = 1 - np.exp(-step / _ATTACK_S)
+    release = 1 - np.exp(-step / _RELEASE_S)
+    release_silent = 1 - np.exp(-step / _RELEASE_SILENT_S)
+    out = np.empty_like(raw)
+    y = 0.0
+    for i, target in enumerate(raw.tolist()):
+        if target > y:
+            y += attack * (target - y)
+        else:
+            y += (release if target > 0 else release_silent) * (target - y)
+        out[i] = y
+    return out
+
+
+def _pitch(residual_autocorr: np.ndarray) -> np.ndarray:
+    """F0 per frame from the autocorrelation of the LPC residual (formants removed, so their ripples do not
+    pass for pitch): the shortest lag in the voice range whose peak is near the best one (lags of 2 and 3
+    periods correlate as well as one; taking the first near-best peak avoids reading a voice an octave low).
+    """
+    lo = int(ANALYSIS_RATE / _F0_RANGE[1])
+    hi = int(ANALYSIS_RATE / _F0_RANGE[0])
+    ac = residual_autocorr[:, lo:hi + 1] / _WINDOW_AUTOCORR[lo:hi + 1]  # undo the window's taper
+    is_peak = np.zeros(ac.shape, bool)
+    is_peak[:, 1:-1] = (ac[:, 1:-1] >= ac[:, :-2]) & (ac[:, 1:-1] > ac[:, 2:])
+    best = np.max(np.where(is_peak, ac, -np.inf), axis=1, keepdims=True)
+    near_best = is_peak & (ac >= 0.8 * best)
+    lag = lo + np.argmax(near_best, axis=1)  # the first True
+    f0 = ANALYSIS_RATE / lag.astype(float)
+    return np.where(near_best.any(axis=1) & (best[:, 0] > 0), f0, np.nan)
+
+
+_WINDOW_AUTOCORR = np.fft.irfft(np.abs(np.fft.rfft(_WINDOW, _NFFT)) ** 2, _NFFT)
+_WINDOW_AUTOCORR = np.maximum(_WINDOW_AUTOCORR / _WINDOW_AUTOCORR[0], 0.05)
+
+
+def _levinson(r: np.ndarray) -> np.ndarray:
+    """LPC coefficients a (n, p + 1), a[:, 0] = 1, from autocorrelations r (n, p + 1), all frames at once."""
+    r = r.astype(np.float64)
+    n, p1 = r.shape
+    a = np.zeros((n, p1))
+    a[:, 0] = 1.0
+    err = r[:, 0] * (1 + 1e-9) + 1e-12  # a little white-noise floor keeps silent frames stable
+    for k in range(1, p1):
+        acc = np.einsum("ij,ij->i", a[:, :k], r[:, k:0:-1])
+        refl = -acc / err
+        a[:, 1:k + 1] = a[:, 1:k + 1] + refl[:, None] * a[:, k - 1::-1][:, :k]
+        err = err * (1 - refl ** 2)
+    return a
+
+
+def _formants(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """F1 and F2 in Hz per frame from the LPC coefficients; nan where not found.
+
+    The peaks of the LPC envelope 1 / |A|, evaluated on a circle of radius _CONTOUR just inside the unit
+    circle (scaling a_k by _CONTOUR^-k) so that close formants (F1 and F2 of /o/ and /u/) stay two peaks.
+    One small FFT for all frames: far cheaper than the polynomial roots (eigenvalues of 12x12 matrices).
+    """
+    scaled = a * _CONTOUR ** -np.arange(a.shape[1])
+    lo, hi = (int(f * _NFFT / ANALYSIS_RATE) for f in _FORMANT_RANGE)
+    e = -np.log(_abs2(np.fft.rfft(scaled, _NFFT, axis=1)[:, lo - 1:hi + 2]) + 1e-12)
+    left, mid, right = e[:, :-2], e[:, 1:-1], e[:, 2:]
+    is_peak = (mid > left) & (mid >= right)
+    rows = np.arange(len(e))
+    found = []
+    for _ in range(2):  # the first peak, then the next one
+        k = np.argmax(is_peak, axis=1)
+        ok = is_peak[rows, k]
+        is_peak[rows, k] = False
+        # Parabolic interpolation between bins.
+        l, m, r = left[rows, k], mid[rows, k], right[rows, k]
+        denom = l - 2 * m + r
+        offset = np.where(denom < 0, 0.5 * (l - r) / np.where(denom < 0, denom, -1.0), 0.0)
+        found.append(np.where(ok, (lo + k + offset) * ANALYSIS_RATE / _NFFT, np.nan))
+    return found[0], found[1]
+
+
+_CONTOUR = 0.97
+_FORMANT_RANGE = (150.0, 3800.0)  # F1 and F2 of men, women and children (a child's /i/ has F2 near 3200 Hz)
+
+
+def _bark(f: np.ndarray) -> np.ndarray:
+    """Traunmüller (1990)."""
+    return 26.81 * f / (1960 + f) - 0.53
+
+
+# Speaker normalisation. Height is Z(F1) - 0.5 Z(F0): Syrdal & Gopal's Z(F1) - Z(F0) over-corrects (on
+# Peterson & Barney's averages, men's, women's and children's /e/ and /o/ cluster tighter with half the
+# pitch term, and so do espeak-ng's voices). Front/back is Z(F2) - Z(F1), weighted a little less because it
+# spans a wider range (2-12 Bark).
+_PITCH_TERM = 0.5
+_FEATURE_SCALE = np.array([1.0, 0.75])
+
+# Vowel prototypes in that plane. Each is the mean of two sources, so that neither natural nor synthetic
+# speech sits at the edge of its cluster:
+# - natural speech, from F0, F1, F2 averages (Hz) of men, women and children: Peterson & Barney (1952) for
+#   /a/ (their ɑ), /i/ and /u/, Hillenbrand et al. (1995) for close-mid /e/ and /o/;
+# - espeak-ng's male, female and child-like voices (en, de, es, fr, it, pt; medians of sustained vowels
+#   measured with this analyser), whose /u/ and /o/ are a little lower (higher F1) than natural ones.
+_NATURAL_HZ = {
+    "aaa": [(124, 730, 1090), (212, 850, 1220), (256, 1030, 1370)],
+    "iii": [(136, 270, 2290), (235, 310, 2790), (272, 370, 3200)],
+    "uuu": [(141, 300, 870), (231, 370, 950), (276, 430, 1170)],
+    "eee": [(125, 476, 2089), (215, 536, 2530), (250, 564, 2656)],
+    "ooo": [(129, 500, 910), (217, 555, 1035), (260, 597, 1137)],
+}
+_SYNTHETIC_BARK = {"aaa": (7.49, 2.72), "iii": (2.56, 11.02), "uuu": (3.10, 4.05), "eee": (4.03, 8.68),
+                   "ooo": (4.50, 2.52)}
+_SOFTNESS = 0.7  # Bark: scaled distances are divided by this before the softmax
+
+
+def _features(f0: np.ndarray, f1: np.ndarray, f2: np.ndarray) -> np.ndarray:
+    z1 = _bark(f1)
+    return np.stack([z1 - _PITCH_TERM * _bark(f0), _bark(f2) - z1], axis=-1) * _FEATURE_SCALE
+
+
+def _prototypes() -> np.ndarray:
+    protos = []
+    for name in VOWELS:
+        f0, f1, f2 = np.array(_NATURAL_HZ[name], float).T
+        natural = _features(f0, f1, f2).mean(axis=0)
+        protos.append((natural + np.array(_SYNTHETIC_BARK[name]) * _FEATURE_SCALE) / 2)
+    return np.array(protos)
+
+
+_PROTOTYPES = _prototypes()  # (5, 2)
+
+
+def _vowel_weights(power: np.ndarray) -> np.ndarray:
+    """Weights over VOWELS per frame from its power spectrum: a softmax over the distances to the
+    prototypes; rows of zeros where F0, F1 or F2 is not found."""
+    emphasised = power * _PRE_EMPHASIS_GAIN
+    lpc = _levinson(emphasised @ _COSINES)
+    f1, f2 = _formants(lpc)
+    residual = emphasised * _abs2(np.fft.rfft(lpc, _NFFT, axis=1))  # the inverse filter's output
+    f0 = _pitch(np.fft.irfft(residual, _NFFT, axis=1))
+    features = _features(f0, f1, f2)  # (n, 2)
+    d2 = np.sum((features[:, None, :] - _PROTOTYPES[None]) ** 2, axis=2) / _SOFTNESS ** 2
+    known = np.isfinite(d2).all(axis=1)
+    w = np.zeros_like(d2)
+    d = d2[known]
+    w[known] = np.exp(-(d - d.min(axis=1, keepdims=True)))
+    return w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+
+
+def _carry_over_unvoiced(weights: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """Unvoiced frames (consonants, pauses) keep the nearest voiced frame's shape; then a short smoothing."""
+    n = len(weights)
+    if not voiced.any():
+        return np.zeros_like(weights)
+    idx = np.flatnonzero(voiced)
+    nearest = idx[np.clip(np.searchsorted(idx, np.arange(n)), 0, idx.size - 1)]
+    before = idx[np.clip(np.searchsorted(idx, np.arange(n)) - 1, 0, idx.size - 1)]
+    pick = np.where(np.abs(before - np.arange(n)) < np.abs(nearest - np.arange(n)), before, nearest)
+    w = weights[pick]
+    # ~40 ms moving average over the frames (a vowel takes tens of ms to form); keeps rows summing to 1.
+    kernel = np.array([1, 2, 3, 2, 1], float)
+    kernel /= kernel.sum()
+    padded = np.pad(w, ((2, 2), (0, 0)), mode="edge")
+    return sum(kernel[k] * padded[k:k + n] for k in range(5))
