@@ -155,13 +155,15 @@ def analyse(data: bytes) -> Track:
 
 def analyse_samples(samples: np.ndarray, rate: int) -> Track:
     """The mouth track of mono samples (float, full scale 1.0) at `rate` Hz."""
+    if rate <= 0:
+        raise ValueError(f"bad sample rate {rate}")
     x = np.asarray(samples, np.float32).reshape(-1)
     duration = x.size / rate
+    if x.size == 0:
+        return Track(np.zeros(0, np.float32), np.zeros((0, len(VOWELS)), np.float32), 0.0, 0.0)
     if rate != ANALYSIS_RATE:
         x = _resample(x, rate, ANALYSIS_RATE)
-    n = int(duration * 1000 // FRAME_MS) + 1 if x.size else 0
-    if n == 0:
-        return Track(np.zeros(0, np.float32), np.zeros((0, len(VOWELS)), np.float32), duration, 0.0)
+    n = int(duration * 1000 // FRAME_MS) + 1  # frame i is centred on t = i * FRAME_MS
 
     power = _power_spectra(_frames(x, n))
     # Only a few autocorrelation lags are needed: a product with a cosine table beats a full inverse FFT.
@@ -221,15 +223,17 @@ _COSINES /= _NFFT
 
 def _openness(rms_db: np.ndarray) -> np.ndarray:
     """0..1 per frame from loudness relative to the clip's loud level (before smoothing)."""
-    sounding = rms_db > _SILENCE_DBFS
-    if not sounding.any():
+    # The loud level is taken over the frames near the loudest, so it does not depend on the clip's volume
+    # (how many quiet frames sit above the absolute floor would).
+    sounding = rms_db > max(_SILENCE_DBFS, rms_db.max() - _DB_RANGE - 10)
+    if rms_db.max() <= _SILENCE_DBFS:
         return np.zeros_like(rms_db)
     loud = np.percentile(rms_db[sounding], _LOUD_PERCENTILE)
     level = np.clip((rms_db - loud + _DB_RANGE) / _DB_RANGE, 0.0, None)  # 0 at the floor, 1 at loud
     amplitude = 10 ** ((rms_db - loud) / 20)  # relative amplitude: ~ what a listener sees as "louder"
     floor = 10 ** (-_DB_RANGE / 20)
     opened = np.clip((np.sqrt(amplitude) - np.sqrt(floor)) / (1 - np.sqrt(floor)), 0.0, 1.0)
-    return np.where(sounding & (level > 0), opened, 0.0)
+    return np.where((rms_db > _SILENCE_DBFS) & (level > 0), opened, 0.0)
 
 
 def _attack_release(raw: np.ndarray) -> np.ndarray:
@@ -276,7 +280,7 @@ def _levinson(r: np.ndarray) -> np.ndarray:
     n, p1 = r.shape
     a = np.zeros((n, p1))
     a[:, 0] = 1.0
-    err = r[:, 0] * (1 + 1e-9) + 1e-12  # a little white-noise floor keeps silent frames stable
+    err = r[:, 0] * (1 + 1e-9)  # a little white noise keeps the recursion stable (frames are never silent)
     for k in range(1, p1):
         acc = np.einsum("ij,ij->i", a[:, :k], r[:, k:0:-1])
         refl = -acc / err
