@@ -229,11 +229,12 @@ def _openness(rms_db: np.ndarray) -> np.ndarray:
     if rms_db.max() <= _SILENCE_DBFS:
         return np.zeros_like(rms_db)
     loud = np.percentile(rms_db[sounding], _LOUD_PERCENTILE)
-    level = np.clip((rms_db - loud + _DB_RANGE) / _DB_RANGE, 0.0, None)  # 0 at the floor, 1 at loud
-    amplitude = 10 ** ((rms_db - loud) / 20)  # relative amplitude: ~ what a listener sees as "louder"
-    floor = 10 ** (-_DB_RANGE / 20)
-    opened = np.clip((np.sqrt(amplitude) - np.sqrt(floor)) / (1 - np.sqrt(floor)), 0.0, 1.0)
-    return np.where((rms_db > _SILENCE_DBFS) & (level > 0), opened, 0.0)
+    # The square root of the amplitude relative to the loud level, from 0 at _DB_RANGE below it to 1 at it:
+    # follows the loudness (syllables show) without flapping wide open on every consonant.
+    root = np.sqrt(10 ** ((rms_db - loud) / 20))
+    root_floor = np.sqrt(10 ** (-_DB_RANGE / 20))
+    opened = np.clip((root - root_floor) / (1 - root_floor), 0.0, 1.0)
+    return np.where(rms_db > _SILENCE_DBFS, opened, 0.0)
 
 
 def _attack_release(raw: np.ndarray) -> np.ndarray:
