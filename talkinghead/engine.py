@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from talkinghead import emotions, encode, pose as pose_mod
+from talkinghead import emotions, encode, lipsync, pose as pose_mod
 from talkinghead.animator import Animator
 from talkinghead.image import load_character
 from talkinghead.renderer import Renderer
@@ -41,6 +41,7 @@ class TalkingHead:
                                    locks=self._poser_lock) if smooth else None
         self.renderer = Renderer(self._render_frame, fps=fps, clock=clock)
         self.slot = self.renderer.slot
+        self.lipsync_tracks = 0  # tracks received to drive the mouth (stats)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self, first_character: np.ndarray | None = None) -> None:
@@ -64,6 +65,9 @@ class TalkingHead:
         log.info("character loaded; animation running")
 
     def unload(self) -> None:
+        with self._state_lock:
+            self.animator.stop_talking(self._clock())  # a lip-sync track in progress is for nobody now
+        self._event()
         self.renderer.pause()
         if self.source:
             self.source.pause()
@@ -78,6 +82,28 @@ class TalkingHead:
         with self._state_lock:
             self.animator.stop_talking(self._clock())
         self._event()
+
+    def lipsync(self, audio: bytes, *, start: str = "now", offset_s: float = 0.0,
+                drive: bool = True) -> lipsync.Track:
+        """Analyse speech audio into a mouth track; with `drive`, the mouth follows it: from now, as if it
+        began `offset_s` before this call (playback already under way), or (start="next_talking") from the
+        next start_talking. Raises lipsync.AudioError; then nothing changes."""
+        received = self._clock()  # the analysis takes a while: the audio plays on meanwhile
+        track = lipsync.analyse(audio)
+        if not drive:
+            return track
+        with self._state_lock:
+            if start == "next_talking":
+                self.animator.queue_track(track, offset_s)
+            else:
+                self.animator.play_track(track, received - offset_s, self._clock())
+            self.lipsync_tracks += 1
+        if start != "next_talking":
+            self._event()
+        log.info("lip-sync: %.2f s of audio (%.0f%% voiced) %s", track.duration_s, 100 * track.voiced_ratio,
+                 "queued for the next start_talking" if start == "next_talking"
+                 else f"playing from {offset_s * 1000:.0f} ms")
+        return track
 
     def set_emotion(self, name: str) -> str:
         with self._state_lock:
@@ -134,6 +160,7 @@ class TalkingHead:
             "state": "paused" if self.renderer.paused else "running",
             "emotion": emotion,
             "talking": talking,
+            "lipsync_tracks": self.lipsync_tracks,
             "last_error": self.renderer.last_error,
             "mode": "smooth" if self.source else "exact",
             **self._smooth_stats(),

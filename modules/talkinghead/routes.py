@@ -4,7 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from modules.errors import ApiError, bad_request, json_body
-from talkinghead import encode, pose as pose_mod, stream
+import math
+
+from talkinghead import encode, lipsync as lipsync_mod, pose as pose_mod, stream
 from talkinghead.emotions import TemplateError
 from talkinghead.image import ImageError
 from talkinghead.settings import SettingsError
@@ -49,6 +51,60 @@ def start_talking():
 def stop_talking():
     engine().stop_talking()
     return text("talking stopped")
+
+
+@blueprint.post("/lipsync")
+def lipsync():
+    """Speech audio (multipart field `file`, or the raw body) → the mouth follows it; answers the analysis."""
+    options = {**request.args, **request.form} if request.mimetype == "multipart/form-data" else request.args
+    start = options.get("start", "now")
+    if start not in ("now", "next_talking"):
+        raise bad_request(f"start must be 'now' or 'next_talking', got {start!r}")
+    offset_ms = _number(options, "offset_ms", 0.0)
+    if not 0.0 <= offset_ms <= lipsync_mod.MAX_DURATION_S * 1000:
+        raise bad_request(f"offset_ms must be between 0 and {lipsync_mod.MAX_DURATION_S * 1000:.0f}, got {offset_ms:g}")
+    analyze_only, with_track = _flag(options, "analyze_only"), _flag(options, "track")
+    audio = _audio_from(request)
+    try:
+        track = engine().lipsync(audio, start=start, offset_s=offset_ms / 1000, drive=not analyze_only)
+    except lipsync_mod.AudioError as e:
+        raise bad_request(f"{e}; the animation is unchanged") from None
+    return jsonify(track.to_json(with_track=with_track or analyze_only))
+
+
+def _audio_from(req) -> bytes:
+    if req.mimetype == "multipart/form-data":
+        upload = req.files.get("file")
+        if upload is None:
+            fields = ", ".join(req.files) or "none"
+            raise bad_request(f"send the audio as multipart form field 'file' (got fields: {fields})")
+        return upload.read()
+    data = req.get_data(cache=False)
+    if not data:
+        raise bad_request("no audio: send it as the request body or as multipart form field 'file'")
+    return data
+
+
+def _number(options, name: str, default: float) -> float:
+    raw = options.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise bad_request(f"{name} must be a number, got {raw!r}")
+    return value
+
+
+def _flag(options, name: str) -> bool:
+    raw = str(options.get(name, "0")).lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off", ""):
+        return False
+    raise bad_request(f"{name} must be 1 or 0, got {raw!r}")
 
 
 @blueprint.post("/set_emotion")

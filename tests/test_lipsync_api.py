@@ -1,0 +1,156 @@
+"""POST /api/talkinghead/lipsync on a fast fake poser: the answer, its options, bad audio, and the mouth in the
+stream following the audio. (The analyser itself: test_lipsync.py; pixels on the real poser:
+test_lipsync_stream.py.)"""
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+
+from server import Config, create_app
+from talkinghead import pose as P
+from talkinghead.settings import VOWEL_MORPHS
+from synth import silence, vowel, wav_bytes
+
+URL = "/api/talkinghead/lipsync"
+VOWELS = [P.INDEX[name] for name in VOWEL_MORPHS]
+SPEECH = wav_bytes(np.concatenate([silence(0.3), vowel(0.8), silence(0.7)]))  # 1.8 s: "aah" from 0.3 to 1.1
+
+
+@pytest.fixture
+def th(fake_engine):
+    fake_engine.load_animator_settings({"blink_probability": 0.0, "sway_macro_strength": 0.0,
+                                        "sway_micro_strength": 0.0})
+    return fake_engine
+
+
+@pytest.fixture
+def client(th):
+    return create_app(Config(modules=["talkinghead"]), engines={"talkinghead": th}).test_client()
+
+
+def mouth(th) -> float:
+    """How open the mouth is in the animator's pose now (sum of the vowel morphs)."""
+    return float(th.animator.pose_at(time.monotonic())[VOWELS].sum())
+
+
+def test_lipsync_answers_the_analysis_and_drives_the_mouth(client, th):
+    response = client.post(URL, data=SPEECH, content_type="audio/wav")
+    sent = time.monotonic()
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert set(body) == {"duration_s", "frame_ms", "voiced_ratio"}  # no track unless asked
+    assert body["duration_s"] == pytest.approx(1.8, abs=0.02) and body["frame_ms"] == 10
+    assert 0.3 <= body["voiced_ratio"] <= 0.6
+    assert th.stats()["talking"] and th.stats()["lipsync_tracks"] == 1
+    time.sleep(max(0.0, sent + 0.6 - time.monotonic()))  # inside the vowel
+    assert mouth(th) > 0.5
+    time.sleep(max(0.0, sent + 1.6 - time.monotonic()))  # the silence after it
+    assert mouth(th) < 0.05
+
+
+def test_lipsync_track_option_returns_the_track_per_10_ms(client):
+    body = client.post(URL + "?track=1", data=SPEECH, content_type="application/octet-stream").get_json()
+    track = body["track"]
+    assert set(track) == {"open", "aaa", "iii", "uuu", "eee", "ooo"}
+    assert all(len(values) == len(track["open"]) for values in track.values())
+    assert len(track["open"]) == pytest.approx(180, abs=2)
+    opens = np.array(track["open"])
+    assert opens[40:100].min() > 0.3 and opens[125:].max() < 0.05 and opens[:25].max() < 0.05
+    aaa = np.array(track["aaa"])[40:100]
+    others = np.array([track[v] for v in ("iii", "uuu", "eee", "ooo")])[:, 40:100]
+    assert np.mean(aaa >= others.max(axis=0)) >= 0.8
+
+
+def test_lipsync_as_multipart_file_with_options_in_the_form(client, th):
+    response = client.post(URL, data={"file": (io.BytesIO(SPEECH), "speech.mp3", "audio/mpeg"),
+                                      "analyze_only": "1"}, content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_json()
+    assert "track" in response.get_json()  # analyze_only returns the track
+    assert th.stats()["lipsync_tracks"] == 0 and not th.stats()["talking"]  # and drives nothing
+
+
+def test_lipsync_offset_starts_the_track_in_the_past(client, th):
+    client.post(URL + "?offset_ms=900", data=SPEECH)  # 0.9 s already played: the vowel ends in 0.2 s
+    time.sleep(0.45)
+    assert mouth(th) < 0.05
+
+
+def test_lipsync_next_talking_waits_for_start_talking(client, th):
+    assert client.post(URL + "?start=next_talking", data=SPEECH).status_code == 200
+    time.sleep(0.6)
+    assert mouth(th) == 0.0 and not th.stats()["talking"]
+    client.get("/api/talkinghead/start_talking")
+    time.sleep(0.6)
+    assert mouth(th) > 0.5
+
+
+def test_stop_talking_closes_a_playing_track(client, th):
+    client.post(URL, data=SPEECH)
+    time.sleep(0.5)
+    client.get("/api/talkinghead/stop_talking")
+    time.sleep(0.3)  # still within the track's vowel: only stop_talking closes the mouth
+    assert mouth(th) < 0.5 * 1.0
+    time.sleep(1.2)
+    assert mouth(th) < 0.05 and not th.stats()["talking"]
+
+
+@pytest.mark.parametrize("data, content_type, message", [
+    (b"", "audio/wav", "no audio"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(200), "audio/mpeg", "audio"),
+    (b"hello, this is text and not audio at all", "text/plain", "audio"),
+    (bytes(range(256)) * 40, "audio/wav", "audio"),
+])
+def test_bad_audio_is_a_json_400_and_changes_nothing(client, th, data, content_type, message):
+    before = th.renderer.frames_rendered
+    response = client.post(URL, data=data, content_type=content_type)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert message in error.lower()
+    assert th.stats()["lipsync_tracks"] == 0 and not th.stats()["talking"]
+    time.sleep(0.2)
+    assert th.renderer.frames_rendered > before  # the animation keeps running
+
+
+def test_multipart_without_a_file_field_says_what_to_send(client):
+    response = client.post(URL, data={"audio": (io.BytesIO(SPEECH), "a.wav")}, content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "'file'" in response.get_json()["error"] and "audio" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("query, message", [
+    ("start=later", "start must be"), ("offset_ms=-5", "offset_ms"), ("offset_ms=abc", "offset_ms"),
+    ("offset_ms=nan", "offset_ms"), ("track=maybe", "track"), ("analyze_only=2", "analyze_only"),
+])
+def test_bad_options_are_a_json_400(client, th, query, message):
+    response = client.post(f"{URL}?{query}", data=SPEECH)
+    assert response.status_code == 400 and message in response.get_json()["error"]
+    assert th.stats()["lipsync_tracks"] == 0
+
+
+def test_unload_ends_a_playing_track(client, th):
+    client.post(URL, data=SPEECH)
+    time.sleep(0.5)
+    client.get("/api/talkinghead/unload")
+    time.sleep(1.5)
+    assert mouth(th) < 0.05 and not th.stats()["talking"]
+
+
+def test_streamed_frames_follow_the_track(client, th):
+    """The fake poser brightens the frame by the mouth's openness: frames published during the vowel are
+    bright, frames in the silence after it are not, and each frame shows its own time's pose."""
+    before = time.monotonic()
+    client.post(URL, data=SPEECH)
+    after = time.monotonic()
+    frames, seq = [], th.slot.latest().seq
+    while time.monotonic() < after + 1.6:
+        frame = th.slot.wait_newer(seq, timeout=1.0)
+        seq = frame.seq
+        frames.append((frame.t, float(frame.rgba[256, 256, 0])))
+    base = 200  # the fake character's red, mouth shut
+    open_frames = [red for t, red in frames if before + 0.4 < t < after + 1.0]
+    shut_frames = [red for t, red in frames if t > after + 1.3]
+    assert open_frames and min(open_frames) > base + 30
+    assert shut_frames and max(shut_frames) == base

@@ -1,0 +1,95 @@
+"""Lip-sync on the real poser, in the smooth stream a CPU server runs: after POST /lipsync with start=now,
+frames during the vowel show an open mouth and frames in the silence a shut one (pixels of the mouth
+region), and each frame's mouth is that of its own time's pose: the stream lags the audio by at most a
+frame. (The pose follows the track in sync: test_animator.py.)"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from server import Config, create_app
+from synth import silence, vowel, wav_bytes
+from talkinghead import pose as P, weights
+from talkinghead.image import load_character
+from talkinghead.settings import VOWEL_MORPHS
+
+pytestmark = pytest.mark.slow
+MOUTH = (slice(155, 195), slice(232, 282))  # lambda_00's mouth (diff of mouth_aaa 1 vs 0 renders)
+VOWELS = [P.INDEX[name] for name in VOWEL_MORPHS]
+QUIET = {"blink_probability": 0.0, "sway_macro_strength": 0.0, "sway_micro_strength": 0.0,
+         "breathing_cycle_duration": 60.0}
+FRAME = 1 / 25
+# "aah" from 0.4 s to 1.4 s of the clip, silence around it.
+AAH = wav_bytes(np.concatenate([silence(0.4), vowel(1.0), silence(1.0)]))
+VOWEL_FROM, VOWEL_TO = 0.4, 1.4
+
+
+@pytest.fixture(scope="module")
+def smooth_engine(require_weights):
+    """The engine as the server runs it on a CPU: smooth mode, the networks on the CPU backend."""
+    from talkinghead import smooth
+    from talkinghead.engine import TalkingHead
+    from talkinghead.tha3.poser import Poser
+
+    poser = Poser.load(weights.MODELS_DIR, "separable_float", "cpu")
+    smooth.apply_backend(poser, "auto")
+    th = TalkingHead(poser, smooth=True, seed=5)
+    th.load_animator_settings(QUIET)
+    th.start(load_character(weights.DEFAULT_CHARACTER.read_bytes()))
+    yield th
+    th.close()
+
+
+def mouth_faces_ready(th) -> bool:
+    """The speech warm-up has made the open "aaa" shapes for the face showing now."""
+    from talkinghead.smooth import face_key
+
+    base = th._pose_at(time.monotonic())
+    for level in (0.25, 0.5, 0.75, 1.0):
+        pose = base.copy()
+        pose[VOWELS] = 0.0
+        pose[P.INDEX["mouth_aaa_index"]] = level
+        if face_key(pose) not in th.source.faces:
+            return False
+    return True
+
+
+def mouth_change(rgba: np.ndarray, shut: np.ndarray) -> float:
+    return float(np.abs(rgba[MOUTH].astype(np.int16) - shut[MOUTH].astype(np.int16)).mean())
+
+
+def test_lipsynced_stream_opens_the_mouth_on_the_vowel_and_shuts_it_in_silence(smooth_engine):
+    th = smooth_engine
+    client = create_app(Config(modules=["talkinghead"]), engines={"talkinghead": th}).test_client()
+    deadline = time.monotonic() + 240
+    while not mouth_faces_ready(th) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    shut = th.slot.latest().rgba.copy()
+
+    before = time.monotonic()
+    response = client.post("/api/talkinghead/lipsync?start=now", data=AAH, content_type="audio/wav")
+    after = time.monotonic()
+    assert response.status_code == 200, response.get_json()
+    frames, seq = [], th.slot.latest().seq
+    while time.monotonic() < after + 2.6:
+        frame = th.slot.wait_newer(seq, timeout=2.0)
+        seq = frame.seq
+        frames.append((frame.t, float(frame.meta["pose"][VOWELS].sum()), mouth_change(frame.rgba, shut),
+                       bool(frame.meta.get("stale_face"))))
+
+    # The mouth region moves ~2.4 levels on average when "aaa" opens fully, ~0.7 at its first lattice step;
+    # breathing moves it ~0.3.
+    in_vowel = [change for t, _, change, _ in frames if after + VOWEL_FROM + 0.15 < t < before + VOWEL_TO - 0.15]
+    in_silence = [change for t, _, change, _ in frames if t > after + VOWEL_TO + 0.5]
+    assert in_vowel and in_silence
+    assert min(in_vowel) > 1.5, f"mouth region during the vowel moved only {min(in_vowel):.2f} levels"
+    assert max(in_silence) < 0.5, f"mouth region in the silence after it: {max(in_silence):.2f} levels"
+
+    # Each frame shows its own pose's mouth (open at least half way, or shut), but for at most one frame at
+    # each of the two changes (the face of the frame before it, while its own is being made).
+    mismatched = [round(t - before, 2) for t, vowels, change, _ in frames
+                  if (vowels >= 0.5 and change < 1.0) or (vowels == 0.0 and change > 0.6)]
+    assert len(mismatched) <= 2, f"frames whose mouth is not their pose's (s after the request): {mismatched}"
+    assert sum(vowels >= 0.5 for _, vowels, _, _ in frames) >= 0.8 * (VOWEL_TO - VOWEL_FROM) / FRAME
