@@ -290,7 +290,7 @@ async function applyRefresh(serial, force) {
             }
         }
     }
-    panel.setFeed(feedUrl());
+    showFeed();
     placeImage();
 }
 
@@ -645,7 +645,7 @@ function reconnect() {
 function refreshFeed() {
     panel.setFeed(null);
     if (active() && connection.up && state.character) {
-        panel.setFeed(feedUrl());
+        showFeed();
     }
 }
 
@@ -667,12 +667,41 @@ const panel = new Panel({
     },
 });
 
-panel.img.addEventListener('error', () => {
-    // The stream broke (server stopped?): find out, quietly; the connection retries and reloads.
-    if (panel.streaming && active()) {
-        panel.setFeed(null);
-        connection.check().then((up) => up && refresh({ force: true }));
+const feed = { since: 0, failures: 0, timer: null, toastShown: false };
+
+/** Show the stream in the <img> (a no-op when it already shows it). */
+function showFeed() {
+    const url = feedUrl();
+    if (panel.img.getAttribute('src') !== url) {
+        feed.since = Date.now();
+        panel.setFeed(url);
     }
+}
+
+panel.img.addEventListener('error', () => {
+    // The stream broke: the server stopped (the connection finds out and retries), or the stream itself
+    // fails. Reconnect with back-off, never in a tight loop; a stream that ran a while starts over at 1 s.
+    if (!panel.streaming || !active() || feed.timer) {
+        return;
+    }
+    if (Date.now() - feed.since > 10000) {
+        feed.failures = 0;
+    }
+    feed.failures += 1;
+    panel.setFeed(null);
+    panel.setStatus('The stream stopped; reconnecting…');
+    if (feed.failures === 3 && !feed.toastShown) {
+        feed.toastShown = true;
+        toast('warning', `The avatar stream from ${server.baseUrl} keeps failing; see the server's log. Retrying.`);
+    }
+    const delay = Math.min(60, 2 ** (feed.failures - 1)) * 1000;
+    feed.timer = setTimeout(async () => {
+        feed.timer = null;
+        if (await connection.check()) {
+            panel.setStatus('');
+            refresh({ force: true });
+        }
+    }, delay);
 });
 
 function init() {

@@ -1,0 +1,504 @@
+"""The SillyTavern extension (clients/sillytavern/) in the real SillyTavern web app.
+
+The end-to-end test unpacks the vendored SillyTavern 1.12.6 (cached in .cache/, `npm install` once), installs
+the extension with scripts/install-sillytavern-extension.sh, starts SillyTavern's own Node server and ours
+(a real process, real weights), a small OpenAI-compatible TTS endpoint speaking with espeak-ng, and drives
+the app in headless Chromium: moving frames in the panel, the emotion of a character message, TTS lip-sync
+(the mouth opens while the clip plays), and the server paused while the tab is hidden. A screenshot is
+saved as test-artifacts/sillytavern.png.
+
+The install script's choice of folder is tested on its own, on fake SillyTavern folders (fast).
+"""
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENDORED = REPO.parent / "shared" / "vendor" / "sillytavern-1.12.6.tar.gz"
+CACHE = REPO / ".cache"
+ST_DIR = CACHE / "sillytavern-1.12.6"
+INSTALL = REPO / "scripts" / "install-sillytavern-extension.sh"
+ARTIFACTS = REPO / "test-artifacts"
+EXTENSION_PATH = "/scripts/extensions/third-party/talkinghead-extras/"
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+NODE = shutil.which("node")
+NPM = shutil.which("npm")
+ESPEAK = shutil.which("espeak-ng")
+
+
+# -- the install script (fast) -------------------------------------------------------------------------------
+
+def fake_sillytavern(root: Path, version: str, *, third_party: bool = False, config: str | None = None) -> Path:
+    root.mkdir(parents=True)
+    (root / "package.json").write_text(json.dumps({"name": "sillytavern", "version": version}, indent=4))
+    if third_party:
+        (root / "public" / "scripts" / "extensions" / "third-party").mkdir(parents=True)
+    if config is not None:
+        (root / "config.yaml").write_text(config)
+    return root
+
+
+def install(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(INSTALL), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_install_script_puts_the_extension_in_the_users_data_folder(tmp_path):
+    st = fake_sillytavern(tmp_path / "st", "1.12.6")
+    result = install(st)
+    assert result.returncode == 0, result.stderr
+    target = st / "data" / "default-user" / "extensions" / "talkinghead-extras"
+    assert json.loads((target / "manifest.json").read_text())["requires"] == []
+    assert (target / "index.js").is_file() and (target / "settings.html").is_file()
+    assert str(target) in result.stdout and "installed" in result.stdout
+    again = install(st)
+    assert again.returncode == 0 and "updated" in again.stdout
+
+
+def test_install_script_reads_data_root_and_handles_newer_and_older_versions(tmp_path):
+    data = tmp_path / "elsewhere"
+    st = fake_sillytavern(tmp_path / "st", "1.12.6", config=f'# comment\ndataRoot: "{data}"\nport: 8000\n')
+    assert install("--user", "alice", st).returncode == 0
+    assert (data / "alice" / "extensions" / "talkinghead-extras" / "manifest.json").is_file()
+
+    relative = fake_sillytavern(tmp_path / "rel", "1.12.6", config="dataRoot: ./mydata # user data\n")
+    assert install(relative).returncode == 0
+    assert (relative / "mydata" / "default-user" / "extensions" / "talkinghead-extras").is_dir()
+
+    newer = fake_sillytavern(tmp_path / "new", "1.13.2", third_party=True)
+    result = install("--global", newer)
+    assert result.returncode == 0, result.stderr
+    assert (newer / "public" / "scripts" / "extensions" / "third-party" / "talkinghead-extras" / "index.js").is_file()
+    assert "for all users" in result.stdout
+    assert install("--global", st).returncode != 0  # 1.12.6 has no all-users folder: says so
+
+    older = fake_sillytavern(tmp_path / "old", "1.11.8", third_party=True)
+    assert install(older).returncode == 0
+    assert (older / "public" / "scripts" / "extensions" / "third-party" / "talkinghead-extras").is_dir()
+
+    not_st = tmp_path / "nothing"
+    not_st.mkdir()
+    result = install(not_st)
+    assert result.returncode != 0 and "does not look like SillyTavern" in result.stderr
+
+
+# -- end to end ----------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url: str, body: dict | None = None, timeout: float = 10):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        raw = response.read()
+        return json.loads(raw) if response.headers.get_content_type() == "application/json" else raw
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # not up yet
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def prepare_sillytavern() -> Path:
+    """Unpack the vendored source into .cache once, npm install once."""
+    if not (ST_DIR / "package.json").is_file():
+        CACHE.mkdir(exist_ok=True)
+        partial = CACHE / f"sillytavern-unpacking-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        with tarfile.open(VENDORED) as tar:
+            tar.extractall(partial, filter="data")
+        (partial / "sillytavern-1.12.6").rename(ST_DIR)
+        shutil.rmtree(partial, ignore_errors=True)
+    if not (ST_DIR / "node_modules" / "express").is_dir():
+        result = subprocess.run([NPM, "install", "--no-audit", "--no-fund", "--omit=dev"], cwd=ST_DIR,
+                                capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            pytest.skip(f"npm install of SillyTavern failed (registry unreachable?): {result.stderr[-500:]}")
+    return ST_DIR
+
+
+def sillytavern_config(data_root: Path, port: int) -> str:
+    """SillyTavern's own default config.yaml with the test's data root; no whitelist, no autorun."""
+    text = (ST_DIR / "default" / "config.yaml").read_text()
+    for key, value in {"dataRoot": json.dumps(str(data_root)), "port": str(port), "listen": "false",
+                       "whitelistMode": "false", "autorun": "false", "enableExtensionsAutoUpdate": "false",
+                       "skipContentCheck": "false"}.items():
+        text, count = re.subn(rf"^{key}:.*$", f"{key}: {value}", text, flags=re.M)
+        assert count == 1, key
+    return text
+
+
+def user_settings(api_url: str, tts_url: str) -> dict:
+    """default-user/settings.json: SillyTavern's defaults, connected to our server as its Extras API, its
+    built-in talkinghead toggle off, TTS through the OpenAI-compatible provider to the test's endpoint."""
+    settings = json.loads((ST_DIR / "default" / "content" / "settings.json").read_text())
+    settings["firstRun"] = False
+    ext = settings["extension_settings"]
+    ext.update(apiUrl=api_url, apiKey="", autoConnect=True)
+    ext["expressions"] = {"showDefault": False, "api": 1, "talkinghead": False}  # 1: classify on Extras
+    ext["tts"] = {
+        "voiceMap": "", "ttsEnabled": False, "enabled": True, "currentProvider": "OpenAI Compatible",
+        "auto_generation": True, "narrate_user": False, "playback_rate": 1,
+        "OpenAI Compatible": {"provider_endpoint": tts_url, "model": "tts-1", "speed": 1,
+                              "available_voices": ["alloy"],
+                              "voiceMap": {"Seraphina": "alloy", "[Default Voice]": "alloy"}},
+    }
+    ext["talkinghead_extras"] = {"enabled": True, "size": 320, "left": 40, "top": 80}
+    return settings
+
+
+def speech_wav(text: str) -> bytes:
+    """espeak-ng's speech; without espeak-ng, a voice-like buzz in syllables (the mouth follows loudness)."""
+    if ESPEAK:
+        return subprocess.run([ESPEAK, "-s", "150", "--stdout", text], capture_output=True, check=True,
+                              timeout=30).stdout
+    rate, seconds = 22050, max(1.5, 0.07 * len(text))
+    samples = bytearray()
+    for i in range(int(rate * seconds)):
+        t = i / rate
+        envelope = max(0.0, math.sin(math.pi * 4 * t)) ** 2
+        value = sum(math.sin(2 * math.pi * 130 * k * t) / k for k in range(1, 12)) * envelope
+        samples += struct.pack("<h", int(8000 * value))
+    out = io.BytesIO()
+    import wave
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes(bytes(samples))
+    return out.getvalue()
+
+
+class TtsEndpoint:
+    """POST /v1/audio/speech (OpenAI's TTS API) → WAV speech of `input`."""
+
+    def __init__(self):
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if self.path != "/v1/audio/speech":
+                    self.send_error(404)
+                    return
+                owner.requests.append(body.get("input", ""))
+                audio = speech_wav(body.get("input", "") or "hello")
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/wav")
+                self.send_header("Content-Length", str(len(audio)))
+                self.end_headers()
+                self.wfile.write(audio)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/audio/speech"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def start_process(args, cwd: Path, log: Path) -> subprocess.Popen:
+    handle = open(log, "wb")
+    return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+# In the page: the feed <img>'s pixels through a canvas (the feed sends CORS headers), and a sampler of the
+# mouth box: mean absolute difference from a reference frame, every 40 ms.
+PAGE_HELPERS = """
+window.__th = window.__th || {};
+__th.pixels = function (box) {
+  const img = document.getElementById('talkinghead_extras_feed');
+  if (!img || !img.naturalWidth) return null;
+  const canvas = __th.canvas || (__th.canvas = document.createElement('canvas'));
+  canvas.width = 512; canvas.height = 512;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  ctx.clearRect(0, 0, 512, 512);
+  ctx.drawImage(img, 0, 0, 512, 512);
+  const [x0, y0, x1, y1] = box || [0, 0, 512, 512];
+  return ctx.getImageData(x0, y0, x1 - x0, y1 - y0).data;
+};
+__th.signature = function () {
+  const d = __th.pixels();
+  if (!d) return null;
+  const out = [];
+  for (let i = 0; i < d.length; i += 4 * 101) out.push(d[i], d[i + 1], d[i + 2], d[i + 3]);
+  return out;
+};
+__th.startMouth = function (box, reference) {
+  __th.mouthRef = reference || __th.pixels(box);
+  __th.mouth = [];
+  clearInterval(__th.mouthTimer);
+  __th.mouthTimer = setInterval(() => {
+    const d = __th.pixels(box);
+    if (!d) return;
+    let sum = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      sum += Math.abs(d[i] - __th.mouthRef[i]) + Math.abs(d[i + 1] - __th.mouthRef[i + 1]) + Math.abs(d[i + 2] - __th.mouthRef[i + 2]);
+    }
+    __th.mouth.push(sum / (d.length / 4) / 3);
+  }, 40);
+};
+__th.stopMouth = function () { clearInterval(__th.mouthTimer); return __th.mouth; };
+"""
+
+
+def mouth_box(api: str) -> list[int]:
+    """Where the loaded character's mouth is: the pixels an open mouth changes, padded a little."""
+    from PIL import Image
+    import numpy as np
+
+    closed = np.asarray(Image.open(io.BytesIO(http_json(api + "/api/talkinghead/render", {"pose": {}}))).convert("RGBA"))
+    opened = np.asarray(Image.open(io.BytesIO(
+        http_json(api + "/api/talkinghead/render", {"pose": {"mouth_aaa_index": 1.0}}))).convert("RGBA"))
+    changed = np.abs(closed.astype(int) - opened.astype(int)).max(axis=2) > 40
+    ys, xs = np.nonzero(changed)
+    assert len(xs) > 20, "an open mouth changes no pixels in the render"
+    return [max(0, int(xs.min()) - 4), max(0, int(ys.min()) - 4), min(512, int(xs.max()) + 5),
+            min(512, int(ys.max()) + 5)]
+
+
+@pytest.fixture
+def chrome():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1400,900", "--autoplay-policy=no-user-gesture-required",
+                 "--mute-audio"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def missing_tools() -> str | None:
+    if not VENDORED.is_file():
+        return f"the vendored SillyTavern source is missing ({VENDORED})"
+    if not (NODE and NPM):
+        return "needs Node.js and npm (apt-get install nodejs npm)"
+    if not (CHROMIUM and CHROMEDRIVER):
+        return "needs Debian chromium and chromium-driver (apt-get install chromium chromium-driver)"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
+def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_weights, chrome):
+    from selenium.webdriver.common.by import By
+    from talkinghead import weights
+
+    started = time.monotonic()
+    prepare_sillytavern()
+    api_port, st_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    st_url = f"http://127.0.0.1:{st_port}"
+    data_root = tmp_path / "st-data"
+    tts = TtsEndpoint()
+    (ST_DIR / "config.yaml").write_text(sillytavern_config(data_root, st_port))
+    user = data_root / "default-user"
+    user.mkdir(parents=True)
+    (user / "settings.json").write_text(json.dumps(user_settings(api, tts.url), indent=4))
+
+    result = subprocess.run(["bash", str(INSTALL), str(ST_DIR)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (user / "extensions" / "talkinghead-extras" / "manifest.json").is_file(), result.stdout
+
+    our_log, st_log = tmp_path / "server.log", tmp_path / "sillytavern.log"
+    ours = start_process([sys.executable, "server.py", "--enable-modules=classify,talkinghead",
+                          "--port", str(api_port)], REPO, our_log)
+    st = start_process([NODE, "server.js", "--port", str(st_port), "--listen", "false", "--whitelist", "false",
+                        "--autorun", "false", "--requestProxyBypass", "localhost", "127.0.0.1"], ST_DIR, st_log)
+    try:
+        wait_for(lambda: urllib.request.urlopen(st_url + "/", timeout=5).status == 200, 120,
+                 f"SillyTavern to answer on {st_url}:\n{tail(st_log)}")
+        # Seraphina (one of SillyTavern's default characters) gets a talkinghead sprite and animator settings
+        # beside her expression sprites: no sway, no blinking, so the mouth is the only thing that moves there.
+        sprites = wait_for(lambda: (user / "characters" / "Seraphina" / "joy.png").is_file()
+                           and user / "characters" / "Seraphina", 60, "SillyTavern's default content")
+        shutil.copy(weights.DEFAULT_CHARACTER, sprites / "talkinghead.png")
+        (sprites / "_animator.json").write_text(json.dumps(
+            {"sway_macro_strength": 0.0, "sway_micro_strength": 0.0, "blink_probability": 0.0}))
+        (sprites / "_emotions.json").write_text("{}")
+        wait_for(lambda: http_json(api + "/api/modules")["modules"] == ["classify", "talkinghead"], 300,
+                 f"our server on {api}:\n{tail(our_log)}", interval=1)
+        print(f"servers up after {time.monotonic() - started:.0f} s")
+
+        chrome.get(st_url + "/")
+        wait_for(lambda: chrome.execute_script("return !!(window.TalkingheadExtras && "
+                                               "document.querySelector('.th-extras-settings'))"), 90,
+                 "SillyTavern to load the extension")
+        wait_for(lambda: chrome.execute_script("return !document.getElementById('loader') && "
+                                               "!document.getElementById('preloader')"), 120,
+                 "SillyTavern to finish loading")
+        print(f"SillyTavern ready after {time.monotonic() - started:.0f} s")
+        chrome.execute_script(PAGE_HELPERS)
+        wait_for(lambda: chrome.execute_script("return window.TalkingheadExtras.connection.up"), 30,
+                 "the extension to connect to our server")
+
+        # A character chat: Seraphina, opened as a user would (/go in the chat box).
+        send = chrome.find_element(By.ID, "send_textarea")
+
+        def chat(text: str):
+            send.clear()
+            send.send_keys(text)
+            # The send button is hidden while no chat API is connected (none is here); its handler runs
+            # the slash commands all the same.
+            chrome.execute_script("$('#send_but').trigger('click')")
+
+        wait_for(lambda: chrome.execute_script("return SillyTavern.getContext().characters.length > 0"), 30,
+                 "the character list")
+        chat("/go Seraphina")
+        wait_for(lambda: chrome.execute_script(
+            "return window.TalkingheadExtras.state.character?.name === 'Seraphina'"), 60,
+            "the extension to load Seraphina")
+
+        # 1. The panel shows moving frames from result_feed.
+        wait_for(lambda: chrome.execute_script(
+            "const i = document.getElementById('talkinghead_extras_feed'); return i && i.naturalWidth === 512 "
+            "&& i.src.includes('/api/talkinghead/result_feed') && i.getBoundingClientRect().width > 100"), 30,
+            "the panel's <img> to show the stream")
+        first = wait_for(lambda: chrome.execute_script("return __th.signature()"), 10, "a frame")
+        wait_for(lambda: chrome.execute_script("return __th.signature()") != first, 15, "the next frame to differ")
+        stats = http_json(api + "/api/talkinghead/stats")
+        assert stats["viewers"] >= 1 and stats["state"] == "running", stats
+        history = chrome.execute_script("return window.TalkingheadExtras.server.history")
+        paths = [(h["method"], h["path"], h["status"]) for h in history]
+        assert ("POST", "/api/talkinghead/load", 200) in paths, paths
+        assert ("POST", "/api/talkinghead/load_animator_settings", 200) in paths, paths
+
+        # 2. A character message sets the emotion to its classification: first with Character Expressions
+        # showing Seraphina's sprites (the extension follows its label), then classifying on its own.
+        chat("/sendas name=Seraphina I am so happy today!")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["emotion"] == "joy", 30, "emotion joy")
+        chrome.execute_script("$('#th_extras_emotion_source').val('classify').trigger('change')")
+        assert chrome.execute_script("return window.TalkingheadExtras.settings().emotionSource") == "classify"
+        before = len(chrome.execute_script("return window.TalkingheadExtras.server.history"))
+        chat("/sendas name=Seraphina I am so angry at you! How dare you!")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["emotion"] == "anger", 30, "emotion anger")
+        wait_for(lambda: any(h["path"] == "/api/classify" and h["status"] == 200 for h in chrome.execute_script(
+            "return window.TalkingheadExtras.server.history")[before:]), 10, "the extension's own classify")
+
+        # 3. TTS (SillyTavern's own extension, auto-generation) speaks each message: lip-sync reaches our
+        # server and the mouth opens while the clip plays.
+        wait_for(lambda: len(tts.requests) >= 2, 30, "SillyTavern's TTS to request speech")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["lipsync_tracks"] >= 1, 30,
+                 f"a lip-sync track on our server:\n{tail(our_log)}")
+        wait_for(lambda: chrome.execute_script(
+            "const a = document.getElementById('tts_audio'); return a && (a.paused || a.ended)"), 30,
+            "the spoken messages to end")
+        time.sleep(1.0)
+        box = mouth_box(api)
+        chrome.execute_script("__th.startMouth(arguments[0])", box)
+        time.sleep(1.5)
+        still = chrome.execute_script("return __th.stopMouth()")
+        tracks = http_json(api + "/api/talkinghead/stats")["lipsync_tracks"]
+        chrome.execute_script("__th.startMouth(arguments[0], __th.mouthRef)", box)
+        chat("/speak Hello there! Far away, across the sea, a bright balloon floated over the old harbour.")
+        wait_for(lambda: chrome.execute_script(
+            "const a = document.getElementById('tts_audio'); return a && !a.paused && a.currentTime > 0.5"), 30,
+            "the /speak clip to play")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["lipsync_tracks"] > tracks, 10,
+                 "the clip's lip-sync track")
+        time.sleep(1.5)
+        ARTIFACTS.mkdir(exist_ok=True)
+        screenshot = ARTIFACTS / "sillytavern.png"
+        chrome.save_screenshot(str(screenshot))
+        print(f"screenshot: {screenshot}")
+        wait_for(lambda: chrome.execute_script(
+            "const a = document.getElementById('tts_audio'); return a.paused || a.ended"), 30, "the clip to end")
+        speaking = chrome.execute_script("return __th.stopMouth()")
+        assert len(still) > 10 and len(speaking) > 20, (len(still), len(speaking))
+        print(f"mouth box {box}: still max {max(still):.1f}, while speaking max {max(speaking):.1f}")
+        assert max(speaking) > max(3 * max(still), 4.0), (max(still), max(speaking))
+        history = chrome.execute_script("return window.TalkingheadExtras.server.history")
+        lipsyncs = [h for h in history if h["path"] == "/api/talkinghead/lipsync"]
+        assert lipsyncs and all(h["status"] == 200 for h in lipsyncs), lipsyncs
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is False, 10, "talking to stop")
+
+        # 4. The tab hidden: the server pauses and the stream closes; shown again: it runs again.
+        chrome.execute_script("""
+            Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+            Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+            document.dispatchEvent(new Event('visibilitychange'));""")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["state"] == "paused", 15, "the server to pause")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["viewers"] == 0, 15, "the stream to close")
+        chrome.execute_script("""
+            Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'visible'});
+            Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+            document.dispatchEvent(new Event('visibilitychange'));""")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["state"] == "running", 15, "the server to resume")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["viewers"] >= 1, 15, "the stream to reopen")
+
+        # Quiet in normal use: nothing from the extension in the console at warning level or above.
+        logs = chrome.get_log("browser")
+        ours_logged = [e for e in logs if e["level"] in ("SEVERE", "WARNING")
+                       and (EXTENSION_PATH in e["message"] or "[talkinghead]" in e["message"]
+                            or f":{api_port}/" in e["message"])]
+        assert not ours_logged, ours_logged
+        print(f"end-to-end test took {time.monotonic() - started:.0f} s")
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        chrome.save_screenshot(str(ARTIFACTS / "sillytavern-failure.png"))
+        print(f"failure screenshot: {ARTIFACTS / 'sillytavern-failure.png'}\n--- our server ---\n{tail(our_log)}"
+              f"\n--- SillyTavern ---\n{tail(st_log)}")
+        raise
+    finally:
+        stop_process(st)
+        stop_process(ours)
+        tts.close()
