@@ -34,6 +34,7 @@ class Config:
     talkinghead_model: str = "auto"
     talkinghead_models: str | None = None
     talkinghead_backend: str = "auto"
+    talkinghead_idle_seconds: float = 5.0  # no viewer for this long: rendering stops (0: never)
     api_key: str | None = None  # set when secure; filled by main() from api_key.txt
     testing: bool = False
 
@@ -61,19 +62,24 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="folder holding <variant>/<network>.pt (default: data/models)")
     p.add_argument("--talkinghead-backend", default="auto", choices=["auto", "torch", "openvino", "onnxruntime"],
                    help="inference backend for the poser (default auto: the fastest available)")
+    p.add_argument("--talkinghead-idle-seconds", type=float, default=5.0, metavar="S",
+                   help="stop rendering when no result_feed has been open for S seconds; the next viewer "
+                        "resumes it (default 5; 0: never stop)")
     a = p.parse_args(argv)
     names = [n.strip().strip("'\"") for n in a.enable_modules.strip("'\"").split(",") if n.strip().strip("'\"")]
     try:
         modules.validate(names)
     except modules.UnknownModuleError as e:
         p.exit(2, f"error: {e}\n")
+    if a.talkinghead_idle_seconds < 0:
+        p.exit(2, "error: --talkinghead-idle-seconds must be 0 or more\n")
     if a.max_content_length <= 0:
         p.exit(2, "error: --max-content-length must be a positive number of MB\n")
     return Config(modules=names, port=a.port, listen=a.listen, secure=a.secure,
                   max_content_length_mb=a.max_content_length, classify_device="cuda" if a.cuda else "cpu",
                   classification_model=a.classification_model, talkinghead_gpu=a.talkinghead_gpu,
                   talkinghead_model=a.talkinghead_model, talkinghead_models=a.talkinghead_models,
-                  talkinghead_backend=a.talkinghead_backend)
+                  talkinghead_backend=a.talkinghead_backend, talkinghead_idle_seconds=a.talkinghead_idle_seconds)
 
 
 def create_app(config: Config, engines: dict | None = None) -> Flask:

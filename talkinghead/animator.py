@@ -189,6 +189,13 @@ class Animator:
             self._queued_track = None
             self._play(track, start, t)
 
+    def stop_track(self, t: float) -> None:
+        """End a lip-sync track (playing or queued) at t, the mouth gliding back; random talking goes on."""
+        with self._lock:
+            self._queued_track = None
+            if isinstance(self._mouth.speech, _TrackSpeech) and not self._track_ended(t):
+                self._restart_mouth(self._begin_event(t), talking=False)
+
     def queue_track(self, track: MouthTrack, offset: float = 0.0) -> None:
         """Play `track` from the next start_talking, as if it had started `offset` s before it."""
         with self._lock:

@@ -1,7 +1,9 @@
 """The talkinghead engine: one character, one animator, one renderer. The HTTP module holds only this.
 
 Commands (load, set_emotion, start_talking, …) change state under a lock; the render thread reads the
-animator's pose for the current time and renders it. Nothing flows back from the viewers.
+animator's pose for the current time and renders it. Nothing flows back from the viewers but their number:
+with `idle_after`, rendering stops when nobody has watched for that long and resumes when a viewer comes
+(the animation is a function of the wall clock, so it picks up where it would be).
 """
 from __future__ import annotations
 
@@ -25,9 +27,10 @@ log = logging.getLogger(__name__)
 
 class TalkingHead:
     def __init__(self, poser, *, smooth: bool = False, description: dict | None = None, seed: int | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, idle_after: float | None = None):
         """smooth: deliver target_fps frames from exact keyframes + interpolation (for a CPU that cannot
-        render exact frames at target_fps); otherwise every frame is an exact render."""
+        render exact frames at target_fps); otherwise every frame is an exact render. idle_after: seconds
+        without a viewer after which rendering stops (None: never)."""
         self.poser = poser
         self.description = dict(description or {})
         self._clock = clock
@@ -35,7 +38,12 @@ class TalkingHead:
         self._poser_lock = PoserLocks()  # the poser is not re-entrant; `with` takes all of it
         self._default_templates = emotions.load_default_templates()
         self.animator = Animator(self._default_templates, AnimatorSettings(), seed=seed, start_time=clock())
-        self.viewers = Viewers()
+        self.idle_after = idle_after
+        self._run_lock = threading.Lock()  # the running state below, and the renderer/workers following it
+        self._unloaded = False  # the client said `unload` (until the next `load`)
+        self._idle = False  # nobody watched for idle_after seconds (until a viewer comes)
+        self._idle_timer: threading.Timer | None = None
+        self.viewers = Viewers(on_change=self._viewers_changed)
         fps = lambda: self.animator.settings.target_fps  # noqa: E731
         self.source = SmoothSource(poser, self._pose_at, lambda: self.animator.generation, fps, clock,
                                    locks=self._poser_lock) if smooth else None
@@ -49,9 +57,11 @@ class TalkingHead:
         if first_character is not None:
             self._set_character(first_character)
             self.renderer.render_now()
-        self._run()
+        self._resume(unloaded=False)
 
     def close(self) -> None:
+        with self._run_lock:
+            self._cancel_idle_timer()
         self.renderer.close()
         if self.source:
             self.source.close()
@@ -61,16 +71,16 @@ class TalkingHead:
         """Use an uploaded image as the character and resume. Raises ImageError; the old character stays."""
         rgba = load_character(data)
         self._set_character(rgba)
-        self._run()
+        self._resume(unloaded=False)
         log.info("character loaded; animation running")
 
     def unload(self) -> None:
         with self._state_lock:
-            self.animator.stop_talking(self._clock())  # a lip-sync track in progress is for nobody now
+            self.animator.stop_track(self._clock())  # a lip-sync track in progress is for nobody now
         self._event()
-        self.renderer.pause()
-        if self.source:
-            self.source.pause()
+        with self._run_lock:
+            self._unloaded = True
+            self._apply_running()
         log.info("animation paused (character, emotion and settings kept)")
 
     def start_talking(self) -> None:
@@ -157,7 +167,7 @@ class TalkingHead:
             "ms_per_stage": {k: round(v, 2) for k, v in dict(
                 self.source.timings if self.source else getattr(self.poser, "last_timings", {})).items()},
             "viewers": self.viewers.count,
-            "state": "paused" if self.renderer.paused else "running",
+            "state": self._state(),
             "emotion": emotion,
             "talking": talking,
             "lipsync_tracks": self.lipsync_tracks,
@@ -175,11 +185,65 @@ class TalkingHead:
                 "face_cache": {"entries": len(s.faces), "hits": s.faces.hits, "misses": s.faces.misses},
                 "stale_face_frames": s.stale_frames}
 
+    # -- running or not ---------------------------------------------------------------------------------
+    def _state(self) -> str:
+        with self._run_lock:
+            return "paused" if self._unloaded else "idle" if self._idle else "running"
+
+    def _resume(self, unloaded: bool) -> None:
+        """Render (a new character, or start-up): also with nobody watching, for idle_after seconds, so the
+        slot holds this character's frames when the first viewer comes."""
+        with self._run_lock:
+            self._unloaded = unloaded
+            self._idle = False
+            if self.viewers.count == 0:
+                self._arm_idle_timer()
+            self._apply_running()
+
+    def _viewers_changed(self, count: int) -> None:
+        with self._run_lock:
+            if count > 0:
+                self._cancel_idle_timer()
+                if self._idle:
+                    self._idle = False
+                    log.info("a viewer came: rendering resumed")
+            else:
+                self._arm_idle_timer()
+            self._apply_running()
+
+    def _arm_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        if self.idle_after is not None:
+            timer = threading.Timer(self.idle_after, lambda: self._idle_timeout(timer))
+            timer.daemon = True
+            self._idle_timer = timer
+            timer.start()
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_timeout(self, timer: threading.Timer) -> None:
+        with self._run_lock:
+            if timer is self._idle_timer and self.viewers.count == 0:  # not cancelled or re-armed meanwhile
+                self._idle = True
+                self._idle_timer = None
+                log.info("no viewer for %g s: rendering stopped until one comes", self.idle_after)
+                self._apply_running()
+
+    def _apply_running(self) -> None:
+        """Start or pause the renderer and the smooth source's workers as the state says (under _run_lock)."""
+        if self._unloaded or self._idle:
+            self.renderer.pause()
+            if self.source:
+                self.source.pause()
+        else:
+            self.renderer.start()
+            if self.source:
+                self.source.start()
+
     # -- internals ---------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        self.renderer.start()
-        if self.source:
-            self.source.start()
 
     def _event(self) -> None:
         """The animation's future changed: the smooth source drops the work it was doing for the old one."""

@@ -1,10 +1,23 @@
-"""The `multipart/x-mixed-replace; boundary=frame` stream: the latest frame, paced at target_fps."""
+"""The `multipart/x-mixed-replace; boundary=frame` stream: every new frame once, as soon as it is published.
+
+Framing: right after a frame's bytes the stream writes the *next* part's boundary and headers. A browser shows
+part N of such a stream only once part N+1's boundary and headers have arrived (tried in Chromium: with the
+boundary written before each frame instead, every frame showed one frame late, and the first not at all until
+the second came). So a part's headers go out before its frame exists, and parts carry no Content-Length:
+the boundary delimits them, as multipart allows. Readers: browsers' `<img>`, ffmpeg/OpenCV (mpjpeg), and
+`PartReader` below.
+
+Delivery: each viewer waits on the latest-frame slot and is sent each frame it has not had yet; a viewer too
+slow for every frame gets the latest one when it is ready again (frames are skipped, never queued), and
+never holds up the renderer or another viewer. When no new frame comes (paused, or a still character) the
+last one is re-sent about once a second, a keep-alive for proxies and for viewers that connect to a
+paused stream.
+"""
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from talkinghead.renderer import FrameSlot
 
@@ -13,48 +26,90 @@ log = logging.getLogger(__name__)
 BOUNDARY = "frame"
 MIMETYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
 FIRST_FRAME_TIMEOUT = 60.0  # the first frame after start-up can take a while on a slow CPU
+KEEPALIVE_S = 1.0  # with no new frame, the last one is sent again this often
 
 
-def part(data: bytes, content_type: str) -> bytes:
-    head = f"--{BOUNDARY}\r\nContent-Type: {content_type}\r\nContent-Length: {len(data)}\r\n\r\n"
-    return head.encode("ascii") + data + b"\r\n"
+def part_head(content_type: str) -> bytes:
+    """A part's boundary and headers (the frame's bytes follow, then "\\r\\n" and the next part's head)."""
+    return f"--{BOUNDARY}\r\nContent-Type: {content_type}\r\n\r\n".encode("ascii")
 
 
 class Viewers:
-    """Counts open streams (for stats), so a viewer that leaves is seen to leave."""
+    """Counts open streams (for stats, and so the engine can stop rendering when nobody watches); calls
+    `on_change(count)` after each change, outside its lock."""
 
-    def __init__(self):
+    def __init__(self, on_change: Callable[[int], None] | None = None):
         self._lock = threading.Lock()
         self.count = 0
+        self.on_change = on_change
 
     def __enter__(self):
-        with self._lock:
-            self.count += 1
+        self._change(+1)
 
     def __exit__(self, *exc):
+        self._change(-1)
+
+    def _change(self, delta: int) -> None:
         with self._lock:
-            self.count -= 1
+            self.count += delta
+            count = self.count
+        if self.on_change is not None:
+            self.on_change(count)
 
 
-def frames(slot: FrameSlot, viewers: Viewers, fps: Callable[[], float], *,
-           background: tuple[int, int, int] | None = None) -> Iterator[bytes]:
-    """Yield one multipart part per tick: PNG, or JPEG over `background` when it is given.
-
-    A new frame is sent when the renderer has one, else the last one again, so the client sees a steady
-    `target_fps` stream. Ends when the client goes away (the server closes this generator).
-    """
-    content_type = "image/png" if background is None else "image/jpeg"
+def frames(slot: FrameSlot, viewers: Viewers, *, background: tuple[int, int, int] | None = None,
+           keepalive: float = KEEPALIVE_S) -> Iterator[bytes]:
+    """The stream's bytes: PNG parts, or JPEG over `background` when it is given. Ends when the client goes
+    away (the server closes this generator)."""
+    head = part_head("image/png" if background is None else "image/jpeg")
     with viewers:
         frame = slot.latest(timeout=FIRST_FRAME_TIMEOUT)
         if frame is None:
             log.warning("no frame rendered within %.0f s; closing the stream", FIRST_FRAME_TIMEOUT)
             return
-        due = time.monotonic()
+        yield head
         while True:
-            frame = slot.latest() or frame
             data = frame.png if background is None else frame.jpeg(background)
-            yield part(data, content_type)
-            due = max(due + 1.0 / max(fps(), 1e-3), time.monotonic() - 1.0)
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            yield data + b"\r\n" + head
+            frame = slot.wait_newer(frame.seq, timeout=keepalive)  # the same frame again on a time-out
+
+
+class PartReader:
+    """Splits a result_feed body (an iterable of byte chunks) into parts: `read(n)` gives the next n as
+    [(headers, payload)], fewer if the body ends. A part is complete when the next part's boundary has come,
+    which the server sends right after each frame."""
+
+    _DELIMITER = f"\r\n--{BOUNDARY}\r\n".encode("ascii")
+    _FIRST = f"--{BOUNDARY}\r\n".encode("ascii")
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self._buf = b""
+        self._started = False
+
+    def read(self, count: int) -> list[tuple[dict[str, str], bytes]]:
+        parts = []
+        while len(parts) < count:
+            part = self._next_part()
+            if part is None:
+                break
+            parts.append(part)
+        return parts
+
+    def _next_part(self) -> tuple[dict[str, str], bytes] | None:
+        while True:
+            if not self._started and len(self._buf) >= len(self._FIRST):
+                if not self._buf.startswith(self._FIRST):
+                    raise ValueError(f"not a result_feed stream: starts with {self._buf[:40]!r}")
+                self._buf, self._started = self._buf[len(self._FIRST):], True
+            head_end = self._buf.find(b"\r\n\r\n") if self._started else -1
+            end = self._buf.find(self._DELIMITER, head_end + 4) if head_end >= 0 else -1
+            if end >= 0:
+                headers = dict(line.split(": ", 1) for line in self._buf[:head_end].decode("ascii").split("\r\n"))
+                payload = self._buf[head_end + 4:end]
+                self._buf = self._buf[end + len(self._DELIMITER):]
+                return headers, payload
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return None
+            self._buf += chunk

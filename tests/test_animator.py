@@ -389,6 +389,18 @@ def test_stop_talking_or_a_new_track_ends_a_track_smoothly(how):
     assert (how == "stop_talking") != animator.talking
 
 
+def test_stop_track_ends_a_track_but_not_random_talking():
+    animator = make_animator()
+    animator.start_talking(1.0)
+    generation = animator.generation
+    animator.stop_track(1.5)
+    assert animator.talking and animator.generation == generation
+    animator.play_track(SPEECH, start=2.0, t=2.0)
+    animator.stop_track(2.5)
+    assert not animator.talking
+    np.testing.assert_allclose(animator.pose_at(5.0)[VOWELS], 0.0, atol=0.01)
+
+
 def test_start_talking_during_a_track_changes_nothing():
     animator, reference = make_animator(), make_animator()
     for a in (animator, reference):

@@ -110,3 +110,72 @@ def test_cross_origin_page_drives_the_avatar_and_shows_moving_frames(browser, fa
         assert fake_engine.viewers.count >= 1
     finally:
         page.shutdown()
+
+
+FEED_PAGE = """<!doctype html><html><body>
+<img id="feed" src="/feed" width="64" height="64"><canvas id="c" width="64" height="64"></canvas>
+<script>
+function pixel() {
+  const img = document.getElementById("feed"), ctx = document.getElementById("c").getContext("2d");
+  if (!img.naturalWidth) return null;
+  ctx.drawImage(img, 0, 0);
+  return Array.from(ctx.getImageData(32, 32, 1, 1).data);
+}
+</script></body></html>"""
+
+
+def serve_feed(slot):
+    """The page and result_feed's framing (talkinghead.stream) of a slot the test publishes to, same origin."""
+    from talkinghead import stream
+
+    page = FEED_PAGE.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            if self.path != "/feed":
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
+            self.send_header("Content-Type", stream.MIMETYPE)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            try:
+                for chunk in stream.frames(slot, stream.Viewers(), keepalive=30.0):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_img_shows_each_streamed_frame_before_the_next_is_sent(browser):
+    """Chromium shows a multipart part only once the next part's head has come: the stream sends it right
+    after each frame, so a frame shows while the next one does not exist yet (a paused or still character)."""
+    import numpy as np
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from talkinghead.renderer import FrameSlot
+
+    slot = FrameSlot()
+    solid = lambda rgb: np.tile(np.array([*rgb, 255], np.uint8), (64, 64, 1))  # noqa: E731
+    slot.publish(solid((255, 0, 0)), 0.0)
+    httpd = serve_feed(slot)
+    try:
+        browser.get(f"http://127.0.0.1:{httpd.server_address[1]}/")
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script("return pixel()") == [255, 0, 0, 255])
+        slot.publish(solid((0, 255, 0)), 1.0)  # only now the second frame exists
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script("return pixel()") == [0, 255, 0, 255])
+    finally:
+        httpd.shutdown()

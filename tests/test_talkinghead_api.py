@@ -29,30 +29,9 @@ def client(app):
     return app.test_client()
 
 
-def read_parts(raw_iter, count):
-    """Parse `count` parts of a multipart/x-mixed-replace body; returns [(headers, payload)]."""
-    buf = b""
-    parts = []
-    for chunk in raw_iter:
-        buf += chunk
-        while True:
-            if not buf.startswith(b"--frame\r\n"):
-                assert len(buf) < 9 or buf.startswith(b"--frame\r\n"[:len(buf)]), buf[:40]
-                break
-            head_end = buf.find(b"\r\n\r\n")
-            if head_end < 0:
-                break
-            headers = dict(line.split(": ", 1) for line in buf[9:head_end].decode().split("\r\n"))
-            length = int(headers["Content-Length"])
-            end = head_end + 4 + length
-            if len(buf) < end + 2:
-                break
-            assert buf[end:end + 2] == b"\r\n"
-            parts.append((headers, buf[head_end + 4:end]))
-            buf = buf[end + 2:]
-            if len(parts) == count:
-                return parts
-    return parts
+def read_parts(chunks, count):
+    """The next `count` parts of a result_feed body: [(headers, payload)]."""
+    return stream.PartReader(chunks).read(count)
 
 
 def test_result_feed_is_multipart_png_stream(client):
@@ -244,12 +223,12 @@ def test_two_viewers_one_renderer_and_disconnect_frees_viewer(app, fake_engine, 
 def test_viewer_connecting_before_load_finishes_sees_the_new_character(app, fake_engine, live_server_factory):
     server = live_server_factory(app)
     feed = requests.get(f"{server.url}/api/talkinghead/result_feed", stream=True, timeout=10)
-    chunks = feed.iter_content(8192)
-    read_parts(chunks, 1)
+    reader = stream.PartReader(feed.iter_content(8192))
+    reader.read(1)
     requests.post(f"{server.url}/api/talkinghead/load", files={"file": ("t.png", png_bytes(), "image/png")},
                   timeout=10).raise_for_status()
     time.sleep(0.3)
-    headers, payload = read_parts(chunks, 3)[-1]
+    headers, payload = reader.read(3)[-1]
     feed.close()
     corner = np.asarray(Image.open(io.BytesIO(payload)))[2, 250]
     assert corner[3] == 255  # the new (fully opaque) character, not the old one with a transparent border
@@ -267,5 +246,4 @@ def test_result_feed_is_exempt_from_api_key(fake_engine):
 
 
 def test_part_framing():
-    assert stream.part(b"abc", "image/png") == (
-        b"--frame\r\nContent-Type: image/png\r\nContent-Length: 3\r\n\r\nabc\r\n")
+    assert stream.part_head("image/png") == b"--frame\r\nContent-Type: image/png\r\n\r\n"

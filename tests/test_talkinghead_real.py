@@ -21,6 +21,7 @@ from PIL import Image
 
 from server import Config, create_app
 from talkinghead import emotions, pose as P, weights
+from talkinghead.stream import PartReader
 from talkinghead.image import load_character
 from talkinghead.settings import VOWEL_MORPHS
 from talkinghead.smooth import quantize_face
@@ -43,42 +44,6 @@ FRAME_TIMEOUT = 90.0  # an exact frame is ~1.5 s on an idle 2-core CPU; far more
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
-class PartReader:
-    """Parses a multipart/x-mixed-replace body (`--frame` parts with Content-Length) from an iterable of
-    byte chunks, keeping what it has read past the last part for the next call."""
-
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
-        self._buf = b""
-
-    def read(self, count: int) -> list[tuple[dict, bytes]]:
-        """The next `count` parts as [(headers, payload)] (fewer if the body ends first)."""
-        parts = []
-        while len(parts) < count:
-            part = self._next_part()
-            if part is None:
-                break
-            parts.append(part)
-        return parts
-
-    def _next_part(self):
-        while True:
-            buf = self._buf
-            assert b"--frame\r\n".startswith(buf[:9]), buf[:40]
-            head_end = buf.find(b"\r\n\r\n")
-            if head_end >= 0:
-                headers = dict(line.split(": ", 1) for line in buf[9:head_end].decode().split("\r\n"))
-                end = head_end + 4 + int(headers["Content-Length"])
-                if len(buf) >= end + 2:
-                    assert buf[end:end + 2] == b"\r\n"
-                    self._buf = buf[end + 2:]
-                    return headers, buf[head_end + 4:end]
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return None
-            self._buf += chunk
-
-
 def decode_png(data: bytes) -> np.ndarray:
     image = Image.open(io.BytesIO(data))
     assert image.format == "PNG" and image.mode == "RGBA" and image.size == (512, 512)

@@ -41,8 +41,9 @@ def build_engine(config):
     first_character = load_character(weights.DEFAULT_CHARACTER.read_bytes())
     backend = _apply_backend(poser, config.talkinghead_backend, first_character)
     # On a CPU exact frames take ~0.3 s or more: stream interpolated frames between exact keyframes.
-    engine = TalkingHead(poser, smooth=(device == "cpu"), description={
-        "backend": backend, "device": device, "model": variant, "models_dir": str(models_dir)})
+    engine = TalkingHead(poser, smooth=(device == "cpu"), idle_after=config.talkinghead_idle_seconds or None,
+                         description={"backend": backend, "device": device, "model": variant,
+                                      "models_dir": str(models_dir)})
     engine.start(first_character)
     log.info("talkinghead ready: %s on %s (%s backend), default character %s",
              variant, device, backend, weights.DEFAULT_CHARACTER.name)

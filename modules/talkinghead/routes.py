@@ -145,7 +145,7 @@ def result_feed():
         except ValueError as e:
             raise bad_request(str(e)) from None
     th = engine()
-    parts = stream.frames(th.slot, th.viewers, lambda: th.animator.settings.target_fps, background=background)
+    parts = stream.frames(th.slot, th.viewers, background=background)
     response = Response(parts, mimetype=stream.MIMETYPE, direct_passthrough=True)
     response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
     response.headers["X-Accel-Buffering"] = "no"

@@ -1,0 +1,215 @@
+"""Lip-sync on the stream, on this CPU: how soon the mouth opens after a /lipsync request, as a viewer of the
+real server receives it over HTTP, and how close lip-synced frames are to the exact render of their pose.
+
+    python bench/bench_lipsync_stream.py [--seconds 20] [--voice en] [--port 5197] [--skip-http]
+
+1. Over HTTP (a real `server.py` process, one PNG viewer of result_feed): POST /lipsync with speech that opens
+   the mouth at once ("ah", espeak-ng), then the time until the viewer receives the first frame whose mouth
+   region has opened; repeated. Also distinct frames/s received while a --seconds long speech plays.
+2. In this process (the engine in smooth mode, as the server runs on a CPU): --seconds of espeak-ng speech
+   played with lip-sync; every n-th delivered frame against the exact render of its pose (face/full PSNR), as
+   bench_stream.py measures idle and talking.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_stream import Sampler, quality  # noqa: E402
+from talkinghead.stream import PartReader  # noqa: E402
+
+MOUTH = (slice(155, 195), slice(232, 282))  # lambda_00's mouth in the 512 frame
+QUIET = {"blink_probability": 0.0, "sway_macro_strength": 0.0, "sway_micro_strength": 0.0}
+SENTENCES = ("Hello there! It is so good to see you again. I was just thinking about our last conversation, "
+             "and about the little cafe by the river. Would you like to go there tomorrow afternoon? "
+             "They have a new cake, with strawberries and cream, and the owner said it sells out by noon. "
+             "Oh, and bring your umbrella, because the forecast says it might rain a little.")
+
+
+def espeak(text: str, voice: str, *extra: str) -> bytes:
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        subprocess.run(["espeak-ng", "-v", voice, *extra, "-w", f.name, text], check=True)
+        return Path(f.name).read_bytes()
+
+
+def speech_of(seconds: float, voice: str) -> bytes:
+    """espeak-ng speech at least `seconds` long (the sentences, repeated as needed)."""
+    from talkinghead import lipsync
+
+    text = SENTENCES
+    while True:
+        wav = espeak(text, voice)
+        if lipsync.analyse(wav).duration_s >= seconds:
+            return wav
+        text += " " + SENTENCES
+
+
+class Viewer:
+    """Reads result_feed over HTTP like a browser: each part's arrival time, its bytes' hash, and the mouth
+    region of every part decoded."""
+
+    def __init__(self, url: str):
+        self.parts: list[tuple[float, str, np.ndarray]] = []
+        self._stop = threading.Event()
+        self._response = requests.get(url, stream=True, timeout=60)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._stop.set()
+        self._response.close()
+        self._thread.join(timeout=5)
+
+    def _run(self):
+        reader = PartReader(self._response.iter_content(chunk_size=None))
+        try:
+            while not self._stop.is_set():
+                parts = reader.read(1)
+                if not parts:
+                    return
+                data = parts[0][1]
+                mouth = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))[MOUTH].astype(np.float32)
+                self.parts.append((time.monotonic(), hashlib.blake2b(data, digest_size=8).hexdigest(), mouth))
+        except (requests.RequestException, AttributeError, ValueError):
+            return
+
+    def distinct_per_second(self, t0: float, t1: float) -> float:
+        hashes = [h for t, h, _ in self.parts if t0 <= t < t1]
+        distinct = sum(1 for a, b in zip([None] + hashes, hashes) if a != b)
+        return distinct / (t1 - t0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_part(args, ah: bytes, speech: bytes) -> list[tuple[str, str]]:
+    port = args.port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "server.py", "--enable-modules=talkinghead", "--port", str(port)],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if requests.get(base + "/api/modules", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the server did not start")
+            time.sleep(0.5)
+        requests.post(base + "/api/talkinghead/load_animator_settings", json=QUIET, timeout=10)
+        viewer = Viewer(base + "/api/talkinghead/result_feed")
+        time.sleep(8)  # warm-up: keyframes ahead, the mouth shapes made
+        latencies = []
+        for _ in range(args.repeats):
+            closed = viewer.parts[-1][2]
+            sent = time.monotonic()
+            requests.post(base + "/api/talkinghead/lipsync", data=ah, timeout=10)
+            opened = None
+            while time.monotonic() < sent + 3 and opened is None:
+                for t, _, mouth in list(viewer.parts):
+                    if t > sent and np.abs(mouth - closed).mean() > 4.0:
+                        opened = t
+                        break
+                time.sleep(0.005)
+            latencies.append((opened - sent) if opened else float("inf"))
+            time.sleep(2.5)
+        track = requests.post(base + "/api/talkinghead/lipsync", data=speech, timeout=30).json()
+        started = time.monotonic()
+        time.sleep(track["duration_s"])
+        fps = viewer.distinct_per_second(started + 1, started + track["duration_s"])
+        stats = requests.get(base + "/api/talkinghead/stats", timeout=5).json()
+        viewer.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return [("`/lipsync` → first open-mouth frame received, median (ms)", f"{statistics.median(latencies) * 1000:.0f}"),
+            ("... each try (ms)", ", ".join(f"{x * 1000:.0f}" for x in latencies)),
+            (f"distinct frames/s received during {track['duration_s']:.0f} s of lip-synced speech",
+             f"{fps:.1f}"),
+            ("server render FPS / stale-face frames at the end", f"{stats['render_fps']} / "
+                                                                 f"{stats.get('stale_face_frames')}")]
+
+
+def quality_part(args, speech: bytes):
+    from talkinghead import smooth, weights
+    from talkinghead.engine import TalkingHead
+    from talkinghead.image import load_character
+    from talkinghead.tha3.poser import Poser
+
+    poser = Poser.load(weights.MODELS_DIR, "separable_float", "cpu")
+    smooth.apply_backend(poser, "auto")
+    character = load_character(weights.DEFAULT_CHARACTER.read_bytes())
+    engine = TalkingHead(poser, smooth=True, seed=7)
+    engine.load_animator_settings(json.loads(args.settings))
+    engine.start(character)
+    time.sleep(5)
+    track = engine.lipsync(speech)
+    with Sampler(engine, args.sample_every) as s:
+        time.sleep(track.duration_s)
+    stats = engine.stats()
+    engine.close()
+    poser.set_image(character)
+    return s, quality(poser, s.samples, args.list_below), stats, track
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--voice", default="en")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--sample-every", type=int, default=4)
+    ap.add_argument("--settings", default="{}", help="animator settings (JSON) for the quality part")
+    ap.add_argument("--list-below", type=float, default=0.0, metavar="DB")
+    ap.add_argument("--skip-http", action="store_true")
+    args = ap.parse_args()
+
+    ah = espeak("[[A:::::::]]", args.voice, "-s", "80")
+    speech = speech_of(args.seconds, args.voice)
+    rows = [] if args.skip_http else http_part(args, ah, speech)
+    sampled, q, stats, track = quality_part(args, speech)
+
+    print(f"voice {args.voice}; speech {track.duration_s:.1f} s ({track.voiced_ratio:.0%} voiced); "
+          f"{os.cpu_count()} cores\n")
+    print("| over HTTP, a real server process | value |\n|---|---:|")
+    for label, value in rows:
+        print(f"| {label} | {value} |")
+    print("\n| lip-synced stream (in process) | value |\n|---|---:|")
+    print(f"| distinct frames/s from the slot | {sampled.count / sampled.duration:.2f} |")
+    print(f"| face PSNR mean / worst (dB) | {q['face_mean']:.1f} / {q['face_worst']:.1f} |")
+    print(f"| full PSNR mean / worst (dB) | {q['full_mean']:.1f} / {q['full_worst']:.1f} |")
+    print(f"| frames compared / with a stale face | {q['n']} / {q['stale']} |")
+    print(f"| face worst without the stale ones (dB) | {q['fresh_face_worst']:.1f} |")
+    print(f"| face cache | {stats.get('face_cache')} |")
+    print(f"\nworst face: {q['worst']}")
+    for line in q["below"]:
+        print(f"    {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
