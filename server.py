@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 import modules
 from modules import security
 from modules.errors import ApiError
+from talkinghead import weights
 
 log = logging.getLogger("talkinghead-extras")
 
@@ -35,6 +36,7 @@ class Config:
     talkinghead_models: str | None = None
     talkinghead_backend: str = "auto"
     talkinghead_idle_seconds: float = 5.0  # no viewer for this long: rendering stops (0: never)
+    user_data: str | None = None  # the user's saved emotion templates; None: kept in memory only (tests)
     api_key: str | None = None  # set when secure; filled by main() from api_key.txt
     testing: bool = False
 
@@ -65,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--talkinghead-idle-seconds", type=float, default=5.0, metavar="S",
                    help="stop rendering when no result_feed has been open for S seconds; the next viewer "
                         "resumes it (default 5; 0: never stop)")
+    p.add_argument("--user-data", default=str(weights.DATA_DIR / "user"), metavar="DIR",
+                   help="folder for what the user saves, e.g. emotion templates from the manual poser "
+                        "(default: data/user)")
     a = p.parse_args(argv)
     names = [n.strip().strip("'\"") for n in a.enable_modules.strip("'\"").split(",") if n.strip().strip("'\"")]
     try:
@@ -79,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   max_content_length_mb=a.max_content_length, classify_device="cuda" if a.cuda else "cpu",
                   classification_model=a.classification_model, talkinghead_gpu=a.talkinghead_gpu,
                   talkinghead_model=a.talkinghead_model, talkinghead_models=a.talkinghead_models,
-                  talkinghead_backend=a.talkinghead_backend, talkinghead_idle_seconds=a.talkinghead_idle_seconds)
+                  talkinghead_backend=a.talkinghead_backend, talkinghead_idle_seconds=a.talkinghead_idle_seconds,
+                  user_data=a.user_data)
 
 
 def create_app(config: Config, engines: dict | None = None) -> Flask:

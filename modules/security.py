@@ -1,6 +1,7 @@
 """`--secure`: API-key auth with `Authorization: Bearer <key>`, compared in constant time.
 
-OPTIONS preflights need no key, and the result feed is exempt because a browser `<img>` cannot send headers.
+OPTIONS preflights need no key, and the result feed is exempt because a browser `<img>` cannot send headers
+(so is the manual poser's static page).
 """
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from flask import jsonify, request
 
 log = logging.getLogger(__name__)
 EXEMPT_PATHS = {"/api/talkinghead/result_feed"}
+# The manual poser's page and its assets hold no data (the page sends the key on its API calls), and a
+# browser opens them by address, without headers.
+EXEMPT_PAGE = "/talkinghead/poser"
+
+
+def is_exempt(path: str) -> bool:
+    return path in EXEMPT_PATHS or path == EXEMPT_PAGE or path.startswith(EXEMPT_PAGE + "/")
 
 
 def load_or_create_key(path: Path) -> str:
@@ -34,7 +42,7 @@ def require_api_key(app, key: str | None) -> None:
 
     @app.before_request
     def _check_key():
-        if request.method == "OPTIONS" or request.path in EXEMPT_PATHS:
+        if request.method == "OPTIONS" or is_exempt(request.path):
             return None
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):

@@ -137,6 +137,59 @@ class TalkingHead:
             self.animator.set_settings(settings, self._clock())
         self._event()
 
+    # -- the server's template set: built-in templates with the user's saved ones over them (manual poser) --
+    _template_store = None  # talkinghead.user_templates.TemplateStore, once use_template_store is called
+
+    def use_template_store(self, store) -> None:
+        """Keep saved templates in `store` and use the ones it already holds: they replace the built-in
+        ones in the server's set (what `load_emotion_templates({})` resets to) and in the animator."""
+        server_set = {**emotions.load_default_templates(), **store.load()}
+        with self._state_lock:
+            self._template_store = store
+            self._default_templates = server_set
+            self.animator.set_templates(server_set, self._clock())
+        self._event()
+
+    def save_template(self, name: str, values: np.ndarray) -> None:
+        """Make `values` the template of emotion `name`, kept across restarts; the animator uses it at once.
+        Raises emotions.TemplateError (unknown emotion) or OSError (not saved; nothing changed)."""
+        values = self._checked_template(name, values)
+        if self._template_store is not None:
+            self._template_store.save(name, values)
+        self._replace_template(name, values)
+
+    def reset_template(self, name: str) -> np.ndarray:
+        """Back to the built-in template of `name` (the saved one is forgotten); returns it."""
+        builtin = self._checked_template(name, emotions.load_default_templates().get(name, pose_mod.zeros()))
+        if self._template_store is not None:
+            self._template_store.remove(name)
+        self._replace_template(name, builtin)
+        return builtin
+
+    def template_sets(self) -> dict:
+        """For the poser page: the built-in templates, the server's (built-in + saved) and which are saved."""
+        store = self._template_store
+        with self._state_lock:
+            server_set = dict(self._default_templates)
+        as_json = lambda templates: {n: pose_mod.to_dict(v, skip_zeros=True) for n, v in templates.items()}  # noqa: E731
+        return {"builtin": as_json(emotions.load_default_templates()), "server": as_json(server_set),
+                "saved": sorted(store.saved()) if store else [],
+                "persistent": bool(store and store.persistent)}
+
+    @staticmethod
+    def _checked_template(name: str, values: np.ndarray) -> np.ndarray:
+        if name not in emotions.EMOTIONS:
+            raise emotions.TemplateError(f"unknown emotion {name!r}; known: {', '.join(emotions.EMOTIONS)}")
+        return np.array(values, dtype=np.float32).reshape(pose_mod.NUM_PARAMS)
+
+    def _replace_template(self, name: str, values: np.ndarray) -> None:
+        """One emotion's template in the server's set and in the animator's current templates (which may be a
+        client's own, from load_emotion_templates: the user just posed this one and wants to see it)."""
+        with self._state_lock:
+            self._default_templates = {**self._default_templates, name: values}
+            self.animator.set_templates({**self.animator.templates, name: values}, self._clock())
+        self._event()
+
     # -- queries -----------------------------------------------------------------------------------------
     def render_still(self, pose: np.ndarray) -> bytes:
         """The exact PNG of the current character in `pose` (no cache, no approximation)."""

@@ -82,3 +82,5 @@ def setup(app, config) -> None:
         app.extensions["talkinghead"] = engine
         atexit.register(engine.close)
     app.register_blueprint(blueprint)
+    from modules.talkinghead import poser  # the manual poser page and its API
+    poser.setup(app, config)
