@@ -81,7 +81,7 @@ def test_in_between_frame_blends_neighbouring_keyframes(source, real_poser):
     source.state["pose"] = still
     source.frame_at(100.0)
     source.state["pose"] = turned
-    assert source._keyframe_job(101.0)  # the right keyframe, at t = 101 s, with the head turned
+    assert source.scheduler.keyframe_job(101.0)  # the right keyframe, at t = 101 s, with the head turned
     source.state["pose"] = quantize_face(still + (turned - still) * 0.5)
     middle = source.frame_at(100.5)[0].astype(float)
     exact = real_poser.render(source.state["pose"]).astype(float)
@@ -92,9 +92,9 @@ def test_in_between_frame_blends_neighbouring_keyframes(source, real_poser):
 
 def test_new_character_clears_faces_and_keyframes(source):
     source.frame_at(100.0)
-    assert len(source.faces) == 1 and source._keyframes
+    assert len(source.faces) == 1 and source.keyframes
     source.image_changed()
-    assert len(source.faces) == 0 and not source._keyframes
+    assert len(source.faces) == 0 and not source.keyframes
 
 
 def test_a_new_character_shows_as_uploaded_until_the_workers_made_its_first_keyframe(source, real_poser):
@@ -158,11 +158,11 @@ def test_without_running_workers_the_first_frame_is_rendered_at_once(source, rea
 
 def test_event_makes_future_keyframes_stale(source):
     source.frame_at(100.0)
-    assert source._keyframe_job(101.0)
-    assert not source._keyframe_job(101.0)  # already there, same generation
+    assert source.scheduler.keyframe_job(101.0)
+    assert not source.scheduler.keyframe_job(101.0)  # already there, same generation
     source.state["generation"] += 1
-    assert source._keyframe_job(101.0)  # re-rendered for the new future
-    assert source._keyframes[source._key(101.0)].generation == 1
+    assert source.scheduler.keyframe_job(101.0)  # re-rendered for the new future
+    assert source.keyframes.get(101.0).generation == 1
 
 
 def test_keyframes_are_planned_closer_while_the_head_turns(source):
@@ -173,7 +173,7 @@ def test_keyframes_are_planned_closer_while_the_head_turns(source):
         p[head] = 0.6 * np.clip(t - 102.0, 0.0, 1.0)  # rest, then a turn during [102, 103], then rest
         return p
 
-    source._pose_at = pose_at
+    source.animation.pose_at = pose_at
     assert source.keyframe_interval == 2.0
     assert source.planned_keyframes(98.0, 102.0) == [98.0, 100.0]  # resting: one every 2 s
     turn = source.planned_keyframes(102.0, 104.0)
@@ -181,35 +181,36 @@ def test_keyframes_are_planned_closer_while_the_head_turns(source):
     gaps = np.diff([pose_at(t)[head] for t in turn + [104.0]])
     assert gaps.max() <= 0.2 + 1e-6  # KEYFRAME_GAP for the neck tilt
     source.state["generation"] += 1  # a new future: planned again
-    source._pose_at = lambda t: np.zeros(45, np.float32)
+    source.animation.pose_at = lambda t: np.zeros(45, np.float32)
     assert source.planned_keyframes(102.0, 104.0) == [102.0]
 
 
 def test_a_slow_keyframe_worker_gets_fewer_evenly_spread_keyframes_not_a_late_plan(source):
     head = P.INDEX["neck_z_index"]
-    source._pose_at = lambda t: np.full(45, 0.0, np.float32) + np.eye(45, dtype=np.float32)[head] * 0.6 * np.sin(t)
+    source.animation.pose_at = (lambda t: np.full(45, 0.0, np.float32)
+                                + np.eye(45, dtype=np.float32)[head] * 0.6 * np.sin(t))
     now = 100.0
     full_plan = source.planned_keyframes(now + 0.1, now + KEYFRAME_LOOKAHEAD)
-    source.keyframe_cost = 0.1  # a fast worker: the whole plan
-    assert source.keyframes_to_make(now) == full_plan
-    source.keyframe_cost = 1.0  # a slow one: what it can make in time, interval starts first
-    slow = source.keyframes_to_make(now)
+    source.scheduler.keyframe_cost = 0.1  # a fast worker: the whole plan
+    assert source.scheduler.keyframes_to_make(now) == full_plan
+    source.scheduler.keyframe_cost = 1.0  # a slow one: what it can make in time, interval starts first
+    slow = source.scheduler.keyframes_to_make(now)
     assert len(slow) <= (KEYFRAME_LOOKAHEAD - 1.0) / 1.0 * KEYFRAME_DUTY
     assert [t for t in slow if t % source.keyframe_interval == 0] == [t for t in full_plan
                                                                     if t % source.keyframe_interval == 0 and t >= 101]
     source.frame_at(now)
-    assert source._keyframe_job(slow[0])  # made: no longer to make, and no longer counted against the budget
-    assert slow[0] not in source.keyframes_to_make(now)
+    assert source.scheduler.keyframe_job(slow[0])  # made: no longer to make, nor counted against the budget
+    assert slow[0] not in source.scheduler.keyframes_to_make(now)
 
 
 def test_a_keyframe_for_the_new_future_replaces_the_old_ones_before_it(source):
     source.frame_at(100.0)
     for t in (100.5, 101.0):
-        assert source._keyframe_job(t)
+        assert source.scheduler.keyframe_job(t)
     source.state["generation"] += 1
-    assert source._keyframe_job(101.0)
-    assert sorted(kf.t for kf in source._keyframes.values()) == [100.0, 101.0]
-    assert all(kf.generation == 1 for kf in source._keyframes.values() if kf.t > 100.0)
+    assert source.scheduler.keyframe_job(101.0)
+    assert sorted(kf.t for kf in source.keyframes) == [100.0, 101.0]
+    assert all(kf.generation == 1 for kf in source.keyframes if kf.t > 100.0)
 
 
 def test_worker_fills_faces_for_coming_frames(source):
@@ -220,10 +221,10 @@ def test_worker_fills_faces_for_coming_frames(source):
         p[mouth] = (t - 100.0) * 2  # the mouth opens over the next half second
         return quantize_face(np.clip(p, 0, 1))
 
-    source._pose_at = pose_at
+    source.animation.pose_at = pose_at
     source.frame_at(100.0)
     jobs = 0
-    while source._face_job(100.0, 100.3) and jobs < 20:
+    while source.scheduler.face_job(100.0, 100.3) and jobs < 20:
         jobs += 1
     ticks = [100.0 + i / 25 for i in range(8)]
     assert all(face_key(pose_at(t)) in source.faces for t in ticks)
@@ -282,10 +283,10 @@ def test_after_an_event_the_first_new_face_is_for_the_next_frame_and_shows_once_
             p[iii] = np.clip((t - 100.2) * 10.0, 0.0, 1.0)
         return quantize_face(p)
 
-    source._pose_at = pose_at
+    source.animation.pose_at = pose_at
     source.frame_at(100.0)
     source.state["generation"] = 1
-    assert source._face_jobs()
+    assert source.scheduler.face_jobs()
     (made_t, generation, key), = source._made
     assert generation == 1 and made_t == pytest.approx(100.04)  # the next frame: 1/25 s after the event
     assert key in source.faces and key == face_key(pose_at(100.04))
@@ -321,12 +322,13 @@ def test_a_face_for_an_old_future_stops_between_its_networks(source, monkeypatch
 
 def test_keyframes_wait_until_the_face_worker_has_seen_an_event(source):
     source.frame_at(100.0)
-    source._face_generation = source.state["generation"]
+    source.scheduler.face_generation = source.state["generation"]
     source.state["generation"] += 1  # an event the face worker has not picked up yet
     rendered = source.keyframes_rendered
-    assert not source._keyframe_jobs()
-    assert source._face_jobs() is not None  # the face worker takes the event (its first face)...
-    assert source._keyframe_jobs() and source.keyframes_rendered == rendered + 1  # ...then keyframes go on
+    assert not source.scheduler.keyframe_jobs()
+    assert source.scheduler.face_jobs() is not None  # the face worker takes the event (its first face)...
+    assert source.scheduler.keyframe_jobs()  # ...then keyframes go on
+    assert source.keyframes_rendered == rendered + 1
 
 
 @pytest.mark.skipif(not hasattr(os, "setpriority") or sys.platform != "linux", reason="Linux thread priorities")

@@ -1,0 +1,60 @@
+"""How the smooth stream's threads share a 2-core CPU: one torch thread each, and the workers (with the
+backend threads that run their networks) at a lower priority than the frame thread."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import torch
+
+from talkinghead import backends
+
+log = logging.getLogger(__name__)
+
+# Threads per network for the backend in smooth mode: the frame thread and two workers already share the
+# cores, so each network runs on one (more only makes them fight over the same two cores).
+SMOOTH_BACKEND_THREADS = 1
+WORKER_NICENESS = 10  # the workers' nice value (the frame thread keeps the process's)
+
+
+def one_torch_thread() -> None:
+    """Torch's thread count is per calling thread. The frame thread and the worker each keep theirs at one:
+    two threads each on two cores made a 16 ms composite take 200 ms (they fight over the same cores).
+    The backend (OpenVINO) runs the networks on its own threads."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def lower_priority() -> None:
+    """Workers yield the cores to the frame thread: a frame is due every 40 ms, their work is ahead of the
+    clock. (Linux: a thread is a task with its own nice value; elsewhere this does nothing.)"""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
+    except (AttributeError, OSError) as e:
+        log.debug("could not lower the worker thread's priority: %s", e)
+
+
+def apply_backend(poser, name: str = "auto", *, threads: int = SMOOTH_BACKEND_THREADS):
+    """backends.apply_backend for the smooth stream: `threads` per network, compiled from a thread at the
+    workers' priority. OpenVINO creates its inference threads when it compiles, and a Linux thread inherits
+    the nice value of the thread that creates it; so the network runs, which do the workers' work, yield the
+    cores to the frame thread as the workers do. (Lowering the workers' own threads alone did nothing for
+    them: those only wait for the backend's.) With another process keeping one of the 2 cores busy, the
+    stream kept 25.0 FPS idle and talking (fewer keyframes), against 23.8 with the network threads at the
+    frame thread's priority."""
+    outcome: dict = {}
+
+    def compile_networks() -> None:
+        lower_priority()
+        try:
+            outcome["poser"] = backends.apply_backend(poser, name, threads=threads)
+        except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=compile_networks, name="talkinghead-compile")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["poser"]

@@ -1,0 +1,64 @@
+"""The smooth stream's composer alone: a frame from the editor's outputs and a face, and the blend of two
+keyframes' outputs for a frame between them."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from talkinghead import pose as P
+from talkinghead.smooth.compose import InBetween, compose
+from talkinghead.smooth.faces import FACE_BOX
+from talkinghead.smooth.keyframes import Keyframe
+from talkinghead.tha3.poser import tensor_to_rgba_uint8_tensor
+
+
+def test_with_no_warp_and_no_colour_change_the_frame_is_the_image_with_the_face_pasted_in():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 4, 512, 512, generator=generator) * 2 - 1
+    face = torch.rand(1, 4, 192, 192, generator=generator) * 2 - 1
+    zeros = torch.zeros(1, 4, 512, 512)
+    frame = compose(image, face, torch.zeros(1, 2, 512, 512), zeros, zeros)
+    expected = image.clone()
+    expected[(..., *FACE_BOX)] = face
+    assert frame.shape == (512, 512, 4) and frame.dtype == np.uint8
+    exact = tensor_to_rgba_uint8_tensor(expected).numpy()
+    assert np.abs(frame.astype(int) - exact.astype(int)).max() <= 1  # sampled at pixel centres: rounding only
+
+
+def test_at_a_keyframes_pose_the_composed_frame_is_the_exact_render(real_poser):
+    pose = np.zeros(45, np.float32)
+    pose[P.INDEX["head_y_index"]] = 0.4
+    pose[P.INDEX["mouth_ooo_index"]] = 0.75
+    with torch.inference_mode():
+        p = torch.as_tensor(pose)[None]
+        eyebrows = real_poser.morph_eyebrows(p[:, P.EYEBROW])
+        face = real_poser.face_morph(p[:, P.FACE], eyebrows)[(..., *FACE_BOX)]
+        image = real_poser.image.clone()
+        image[(..., *FACE_BOX)] = face
+        warped, grid_change = real_poser.rotate(image, p[:, P.ROTATION])
+        grid, color, alpha = real_poser.edit_changes(image, warped, grid_change, p[:, P.ROTATION])
+    frame = compose(real_poser.image, face, grid, color, alpha)
+    assert np.abs(frame.astype(int) - real_poser.render(pose).astype(int)).max() <= 1
+
+
+def keyframe(t: float, head_y: float, value: float) -> Keyframe:
+    pose = np.zeros(45, np.float32)
+    pose[P.INDEX["head_y_index"]] = head_y
+    fill = torch.full((1, 4, 2, 2), value)
+    return Keyframe(t, 0, 0, pose, torch.full((1, 2, 2, 2), value), fill.half(), fill.half())
+
+
+def test_a_frame_between_keyframes_blends_their_outputs_by_how_far_its_rotation_has_come():
+    left, right = keyframe(100.0, 0.0, 0.0), keyframe(101.0, 0.4, 1.0)
+    pose = np.zeros(45, np.float32)
+    pose[P.INDEX["head_y_index"]] = 0.1  # a quarter of the way, whatever the time
+    w, (grid, color, alpha) = InBetween().outputs(pose, 100.9, left, right)
+    assert w == 0.25
+    assert all(torch.allclose(x, torch.full_like(x, 0.25)) for x in (grid, color, alpha))
+    assert color.dtype == torch.float32  # blended in float32, though kept in half
+
+
+def test_without_a_right_keyframe_the_left_ones_outputs_are_shown():
+    left = keyframe(100.0, 0.0, 0.5)
+    w, (grid, color, alpha) = InBetween().outputs(left.pose, 100.5, left, None)
+    assert w == 0.0 and grid is left.grid and torch.equal(color, left.color.float())
