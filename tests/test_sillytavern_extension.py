@@ -525,6 +525,18 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
         wait_for(lambda: http_json(api + "/api/talkinghead/stats")["state"] == "running", 15, "the server to resume")
         wait_for(lambda: http_json(api + "/api/talkinghead/stats")["viewers"] >= 1, 15, "the stream to reopen")
 
+        # /th off hides the panel and pauses the server; /th on brings both back. Test connection reports.
+        chat("/th off")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["state"] == "paused", 15, "/th off to pause")
+        assert not chrome.find_element(By.ID, "talkinghead_extras_panel").is_displayed()
+        chat("/th on")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["state"] == "running", 15, "/th on to resume")
+        wait_for(lambda: chrome.find_element(By.ID, "talkinghead_extras_panel").is_displayed(), 10, "the panel")
+        chrome.execute_script("$('#th_extras_test').trigger('click')")
+        report = wait_for(lambda: "Animation:" in (text := chrome.execute_script(
+            "return document.getElementById('th_extras_status').textContent")) and text, 15, "the test report")
+        assert "Modules: classify, talkinghead" in report and "Animation: running" in report, report
+
         # Quiet in normal use: nothing from the extension in the console at warning level or above.
         logs = chrome.get_log("browser")
         ours_logged = [e for e in logs if e["level"] in ("SEVERE", "WARNING")
