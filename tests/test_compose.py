@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from talkinghead import pose as P
-from talkinghead.smooth.compose import InBetween, compose
+from talkinghead.smooth.compose import InBetween, compose, to_rgba_uint8
 from talkinghead.smooth.faces import FACE_BOX
 from talkinghead.smooth.keyframes import Keyframe
 from talkinghead.tha3.poser import tensor_to_rgba_uint8_tensor
@@ -44,8 +44,8 @@ def test_at_a_keyframes_pose_the_composed_frame_is_the_exact_render(real_poser):
 def keyframe(t: float, head_y: float, value: float) -> Keyframe:
     pose = np.zeros(45, np.float32)
     pose[P.INDEX["head_y_index"]] = head_y
-    fill = torch.full((1, 4, 2, 2), value)
-    return Keyframe(t, 0, 0, pose, torch.full((1, 2, 2, 2), value), fill.half(), fill.half())
+    fill = np.full((2, 2, 4), value, np.float16)
+    return Keyframe(t, 0, 0, pose, np.full((2, 2, 2), value, np.float32), fill, fill)
 
 
 def test_a_frame_between_keyframes_blends_their_outputs_by_how_far_its_rotation_has_come():
@@ -54,11 +54,20 @@ def test_a_frame_between_keyframes_blends_their_outputs_by_how_far_its_rotation_
     pose[P.INDEX["head_y_index"]] = 0.1  # a quarter of the way, whatever the time
     w, (grid, color, alpha) = InBetween().outputs(pose, 100.9, left, right)
     assert w == 0.25
-    assert all(torch.allclose(x, torch.full_like(x, 0.25)) for x in (grid, color, alpha))
-    assert color.dtype == torch.float32  # blended in float32, though kept in half
+    assert all(np.allclose(x, 0.25) for x in (grid, color, alpha))
+    assert color.dtype == np.float32  # blended in float32, though kept in half
 
 
 def test_without_a_right_keyframe_the_left_ones_outputs_are_shown():
     left = keyframe(100.0, 0.0, 0.5)
     w, (grid, color, alpha) = InBetween().outputs(left.pose, 100.5, left, None)
-    assert w == 0.0 and grid is left.grid and torch.equal(color, left.color.float())
+    assert w == 0.0 and grid is left.sample_map and np.array_equal(color, left.color.astype(np.float32))
+
+
+def test_the_srgb_table_is_within_one_level_of_the_exact_conversion():
+    values = torch.linspace(-1.1, 1.1, 200_001)
+    image = values.repeat(4, 1).reshape(4, -1, 1)  # every value in every channel
+    exact = tensor_to_rgba_uint8_tensor(image).numpy()
+    table = to_rgba_uint8(image.permute(1, 2, 0).numpy().copy())
+    difference = np.abs(table.astype(int) - exact.astype(int))
+    assert difference.max() <= 1 and difference.mean() < 0.01

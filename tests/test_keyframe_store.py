@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import torch
 
 from talkinghead.smooth.keyframes import Keyframe, KeyframeStore
 
 
 def keyframe(t: float, generation: int = 0) -> Keyframe:
-    tiny = torch.zeros(1)
+    tiny = np.zeros(1)
     return Keyframe(t, generation, 0, np.zeros(45, np.float32), tiny, tiny, tiny)
 
 

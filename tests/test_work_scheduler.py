@@ -39,7 +39,7 @@ class FakeWork:
 
     def render_keyframe(self, t, pose, future=None):
         self.rendered.append(t)
-        tiny = torch.zeros(1)
+        tiny = np.zeros(1)
         return Keyframe(t, self.generation if future is None else future, 0, pose, tiny, tiny, tiny)
 
     def new_future(self):
@@ -65,7 +65,7 @@ def test_the_face_job_makes_the_first_missing_face_of_the_coming_ticks_and_says_
 
 def test_an_event_makes_the_face_worker_rush_the_next_frames_face_while_keyframes_wait():
     work = FakeWork(opening_mouth)
-    work.keyframes.add(Keyframe(104.0, 0, 0, opening_mouth(104.0), *[torch.zeros(1)] * 3), 100.0, 0)
+    work.keyframes.add(Keyframe(104.0, 0, 0, opening_mouth(104.0), *[np.zeros(1)] * 3), 100.0, 0)
     work.scheduler.face_generation = 0
     work.generation = 1  # an event the face worker has not seen yet
     assert not work.scheduler.keyframe_jobs() and work.rendered == []

@@ -10,23 +10,20 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from talkinghead import keyframe_plan as plan
 
 
 @dataclass(eq=False)
 class Keyframe:
-    """The editor's outputs for one exact pose. Colour and alpha are kept in half precision (within 0.1 of
-    an 8-bit level) so the keyframes ahead of the clock take 6 MB each instead of 10; the grid stays float32
-    (half would move edges by up to 0.06 px)."""
+    """The editor's outputs for one exact pose, in the composer's layout (compose.editor_outputs)."""
     t: float
     generation: int
     image_version: int
     pose: np.ndarray
-    grid: torch.Tensor    # (1, 2, 512, 512) editor's output grid change, float32
-    color: torch.Tensor   # (1, 4, 512, 512) colour change, float16
-    alpha: torch.Tensor   # (1, 4, 512, 512) colour-change alpha, float16
+    sample_map: np.ndarray  # (512, 512, 2) float32: where each pixel samples the image, in pixels
+    color: np.ndarray       # (512, 512, 4) float16: colour change
+    alpha: np.ndarray       # (512, 512, 4) float16: colour-change alpha
 
 
 class KeyframeStore:

@@ -19,7 +19,7 @@ from talkinghead import backends
 from talkinghead import keyframe_plan as plan
 from talkinghead import pose as P
 from talkinghead.smooth.cancellation import Cancellation, PoserLocks
-from talkinghead.smooth.compose import InBetween, compose
+from talkinghead.smooth.compose import Composer, InBetween, editor_outputs
 from talkinghead.smooth.faces import FACE_BOX, FaceCache, face_key
 from talkinghead.smooth.keyframes import Keyframe, KeyframeStore
 from talkinghead.smooth.schedule import Animation, WorkScheduler
@@ -50,6 +50,7 @@ class SmoothSource:
                                        store=self._store, face_made=self._face_made, new_future=self.event,
                                        character=lambda: self._image_version, face_lookahead=face_lookahead)
         self._in_between = InBetween()  # frame thread only
+        self._composer = Composer()  # frame thread only
         # Faces made for coming frames, in time order: (frame time, generation, key). A frame whose own face
         # is not ready shows the latest of these at or before its time (else the last face shown).
         self._made: collections.deque[tuple[float, int, bytes]] = collections.deque(maxlen=64)
@@ -136,14 +137,14 @@ class SmoothSource:
             if self._last_face is None:  # a new character: its first keyframe's face stands in until ours is made
                 self._last_face = self._cached_face(left.pose)
         face, shown_key, stale = self._face_for(pose, t, generation)
-        w, (grid, color, alpha) = self._in_between.outputs(pose, t, left, right)
+        w, (sample_map, color, alpha) = self._in_between.outputs(pose, t, left, right)
         meta = {"pose": pose, "generation": generation, "character": version, "stale_face": stale,
                 "face_shown": shown_key, "blend": w,
                 "keyframes": (left.t, None if right is None else right.t),
                 "keyframe_gap": (0.0 if right is None
                                  else plan.gap(left.pose[P.ROTATION], right.pose[P.ROTATION]))}
         started = time.perf_counter()
-        frame = compose(self.poser.image, face, grid, color, alpha)
+        frame = self._composer.compose(self.poser.image, face, sample_map, color, alpha)
         self.timings["compose"] = (time.perf_counter() - started) * 1000
         return frame, meta
 
@@ -236,7 +237,7 @@ class SmoothSource:
                 grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
             except backends.Cancelled:
                 return None
-        keyframe = Keyframe(t, generation, version, pose, grid.float(), color.half(), alpha.half())
+        keyframe = Keyframe(t, generation, version, pose, *editor_outputs(grid, color, alpha))
         self.keyframes_rendered += 1
         self.last_keyframe_ms = (time.perf_counter() - started) * 1000
         self.timings["keyframe"] = self.last_keyframe_ms
