@@ -543,6 +543,19 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
                        and (EXTENSION_PATH in e["message"] or "[talkinghead]" in e["message"]
                             or f":{api_port}/" in e["message"])]
         assert not ours_logged, ours_logged
+
+        # The server goes away: one notification that says what to check, the panel says it too, retries
+        # in the background; SillyTavern goes on.
+        stop_process(ours)
+        toasts = "return [...document.querySelectorAll('#toast-container .toast')].map(t => t.textContent)"
+        wait_for(lambda: any("not reachable" in t for t in chrome.execute_script(toasts)), 30, "the toast")
+        time.sleep(6)
+        down = [t for t in chrome.execute_script(toasts) if "not reachable" in t]
+        assert len(down) == 1 and "--enable-modules=classify,talkinghead" in down[0], down
+        assert chrome.execute_script("return window.TalkingheadExtras.connection.state") in ("down", "checking")
+        assert "not reachable" in chrome.find_element(By.CSS_SELECTOR, "#talkinghead_extras_panel .th-extras-status").text
+        chat("/echo still fine")
+        wait_for(lambda: "still fine" in chrome.execute_script(toasts + ".join(' ')"), 10, "SillyTavern to go on")
         print(f"end-to-end test took {time.monotonic() - started:.0f} s")
     except BaseException:
         ARTIFACTS.mkdir(exist_ok=True)

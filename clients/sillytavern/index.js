@@ -704,6 +704,21 @@ panel.img.addEventListener('error', () => {
     }, delay);
 });
 
+const HEARTBEAT_MS = 10000;
+
+/** Every 10 s while the avatar shows: is the server still there (a closed stream does not always say so),
+ * and still animating (another tab's hide, or a restarted server, may have paused or replaced it)? */
+async function heartbeat() {
+    if (!active() || !connection.up || !state.character || state.loading === null) {
+        return;
+    }
+    const response = await call('/api/talkinghead/stats', {}, { quiet: true }).catch(() => null);
+    const stats = response ? await response.json().catch(() => null) : null;
+    if (stats && stats.state === 'paused' && active()) {
+        refresh({ force: true });
+    }
+}
+
 function init() {
     const c = context();
     const events = c.eventTypes || c.event_types;
@@ -739,6 +754,7 @@ function init() {
         clearTimeout(expressionTimer);
         expressionTimer = setTimeout(onExpressionChanged, 100);
     }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['src', 'style'] });
+    setInterval(heartbeat, HEARTBEAT_MS);
     registerSlashCommand();
     addSettingsUi().catch((error) => console.warn('[talkinghead] settings UI', error));
     refresh();
