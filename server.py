@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,24 @@ from modules.errors import ApiError
 from talkinghead import weights
 
 log = logging.getLogger("talkinghead-extras")
+
+# How much a response may have queued for a slow client before the thread writing it waits: waitress's own
+# queue (default 16 MB, spilled to a temporary file past 1 MB) and the kernel's send buffer (autotuned to
+# several MB on loopback). A result_feed viewer that cannot keep up then waits a few frames behind and is
+# sent the latest frame next, skipping the rest: a viewer reading 5 of 25 frames/s was sent frames 16 behind
+# the renderer instead of 43 (and growing) with the defaults (tests/test_stream_delivery.py).
+WAITRESS_QUEUE = {"outbuf_high_watermark": 1 << 20, "outbuf_overflow": 4 << 20}
+SOCKET_SEND_BUFFER = 1 << 18  # 256 KB: 25 MB/s at a 10 ms round trip, 8x a PNG stream's rate
+
+
+def make_server(app, **options):
+    """The waitress server for the app (not yet running: `.run()`), with the queues above."""
+    import waitress  # a production WSGI server: threaded, streams responses (result_feed)
+
+    server = waitress.create_server(app, **WAITRESS_QUEUE, **options)
+    server.adj.socket_options = [*server.adj.socket_options,
+                                 (socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)]
+    return server
 
 
 @dataclass
@@ -145,10 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     host = "0.0.0.0" if config.listen else "127.0.0.1"
     log.info("serving modules %s on http://%s:%d", ", ".join(config.modules) or "(none)", host, config.port)
-    import waitress  # a production WSGI server: threaded, streams responses (result_feed)
-
     # Each open result_feed holds a thread, so give the pool room for several viewers plus API calls.
-    waitress.serve(app, host=host, port=config.port, threads=32, channel_timeout=30, ident="talkinghead-extras")
+    make_server(app, host=host, port=config.port, threads=32, channel_timeout=30, ident="talkinghead-extras").run()
     return 0
 
 

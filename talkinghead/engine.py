@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from talkinghead import emotions, encode, lipsync, pose as pose_mod
+from talkinghead import cpu, emotions, encode, lipsync, pose as pose_mod
 from talkinghead.animator import Animator
 from talkinghead.image import load_character
 from talkinghead.renderer import Renderer
@@ -171,7 +171,9 @@ class TalkingHead:
         store = self._template_store
         with self._state_lock:
             server_set = dict(self._default_templates)
-        as_json = lambda templates: {n: pose_mod.to_dict(v, skip_zeros=True) for n, v in templates.items()}  # noqa: E731
+        def as_json(templates):
+            return {name: pose_mod.to_dict(values, skip_zeros=True) for name, values in templates.items()}
+
         return {"builtin": as_json(emotions.load_default_templates()), "server": as_json(server_set),
                 "saved": sorted(store.saved()) if store else [],
                 "persistent": bool(store and store.persistent)}
@@ -224,6 +226,7 @@ class TalkingHead:
             "emotion": emotion,
             "talking": talking,
             "lipsync_tracks": self.lipsync_tracks,
+            "cpu_seconds": cpu.cpu_seconds_by_thread(),
             "last_error": self.renderer.last_error,
             "mode": "smooth" if self.source else "exact",
             **self._smooth_stats(),

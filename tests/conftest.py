@@ -81,11 +81,11 @@ def fake_engine():
 
 class LiveServer:
     def __init__(self, app):
-        import waitress
+        from server import make_server
 
         # poll(): closing the server while its loop waits reports the closed socket instead of raising.
-        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=16, channel_timeout=10,
-                                             asyncore_use_poll=True)
+        self.server = make_server(app, host="127.0.0.1", port=0, threads=16, channel_timeout=10,
+                                  asyncore_use_poll=True)
         self.port = self.server.effective_port
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.run, daemon=True)

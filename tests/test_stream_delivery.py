@@ -162,6 +162,45 @@ def test_unload_keeps_its_meaning_with_viewers_and_load_resumes(idle_engine, liv
     feed.close()
 
 
+class NumberedNoisePoser:
+    """Frames of noise (a PNG as large as the raw pixels, ~1 MB) whose first pixel counts the renders."""
+
+    def __init__(self):
+        self.renders = 0
+        self._noise = np.random.default_rng(0).integers(0, 256, (512, 512, 4), dtype=np.uint8)
+
+    def set_image(self, rgba):
+        pass
+
+    def render(self, pose):
+        self.renders += 1
+        frame = np.roll(self._noise, self.renders, axis=1)
+        frame[0, 0] = (self.renders % 256, self.renders // 256, 0, 255)
+        return frame
+
+
+def test_a_slow_viewer_over_http_is_sent_recent_frames_not_a_backlog(live_server_factory):
+    from talkinghead.engine import TalkingHead
+
+    engine = TalkingHead(NumberedNoisePoser(), seed=1)
+    engine.start(np.zeros((512, 512, 4), np.uint8))
+    try:
+        server = live_server_factory(create_app(Config(modules=["talkinghead"]), engines={"talkinghead": engine}))
+        feed = requests.get(f"{server.url}/api/talkinghead/result_feed", stream=True, timeout=10)
+        reader = stream.PartReader(feed.iter_content(chunk_size=65536))
+        for _ in range(10):  # 5 frames/s of a 25 FPS stream, for 2 s
+            (_, payload), = reader.read(1)
+            time.sleep(0.2)
+        (_, payload), = reader.read(1)
+        pixel = np.asarray(Image.open(io.BytesIO(payload)))[0, 0]
+        behind = engine.poser.renders - (int(pixel[0]) + 256 * int(pixel[1]))
+        feed.close()
+        # ~16 here; 43 and growing with waitress's and the kernel's default queues (see server.WAITRESS_QUEUE)
+        assert behind <= 25, f"the slow viewer was sent a frame {behind} frames old"
+    finally:
+        engine.close()
+
+
 @pytest.mark.skipif(not shutil.which("ffmpeg"), reason="needs ffmpeg (apt-get install ffmpeg)")
 def test_ffmpeg_reads_the_jpeg_stream(fake_engine, live_server_factory, tmp_path):
     """ffmpeg's MJPEG-over-HTTP reader (mpjpeg, which OpenCV's VideoCapture uses too) splits the parts on the
