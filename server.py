@@ -16,7 +16,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 import modules
-from modules import security
+from modules import limits, security
 from modules.errors import ApiError
 from talkinghead import weights
 
@@ -35,7 +35,9 @@ def make_server(app, **options):
     """The waitress server for the app (not yet running: `.run()`), with the queues above."""
     import waitress  # a production WSGI server: threaded, streams responses (result_feed)
 
-    server = waitress.create_server(app, **WAITRESS_QUEUE, **options)
+    body_limit = limits.waitress_options(app.config["MAX_CONTENT_LENGTH"])  # bigger bodies: 413, unread
+    server = waitress.create_server(app, **WAITRESS_QUEUE, **body_limit, **options)
+    limits.json_errors(server)
     server.adj.socket_options = [*server.adj.socket_options,
                                  (socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)]
     return server
@@ -47,7 +49,7 @@ class Config:
     port: int = 5100
     listen: bool = False
     secure: bool = False
-    max_content_length_mb: float = 100.0
+    max_content_length_mb: float = limits.DEFAULT_MB
     classify_device: str = "cpu"
     classification_model: str | None = None
     talkinghead_gpu: bool = False
@@ -68,8 +70,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--port", type=int, default=5100, help="port to listen on (default 5100)")
     p.add_argument("--listen", action="store_true", help="listen on all interfaces (default: localhost only)")
     p.add_argument("--secure", action="store_true", help="require an API key (api_key.txt) on every request")
-    p.add_argument("--max-content-length", type=float, default=100.0, metavar="MB",
-                   help="largest accepted upload in MB (default 100)")
+    p.add_argument("--max-content-length", type=float, default=limits.DEFAULT_MB, metavar="MB",
+                   help=f"largest request body in MB, refused unread beyond (default {limits.DEFAULT_MB:g}: "
+                        f"10 minutes of WAV for /lipsync); images and JSON: at most {limits.SMALL_BODY_MB:g}")
     device = p.add_mutually_exclusive_group()
     device.add_argument("--cpu", action="store_true", help="run classify on the CPU (default)")
     device.add_argument("--cuda", action="store_true", help="run classify on CUDA")
@@ -111,7 +114,7 @@ def create_app(config: Config, engines: dict | None = None) -> Flask:
     """Build the app. `engines` (name → engine) lets tests share one loaded engine across apps."""
     app = Flask(__name__)
     app.extensions.update(engines or {})
-    app.config["MAX_CONTENT_LENGTH"] = int(config.max_content_length_mb * 1024 * 1024)
+    limits.install(app, config.max_content_length_mb)
     app.config["TH_CONFIG"] = config
     # Registered before CORS so it runs after it (after_request runs in reverse): only fills in the
     # wildcard when flask-cors added nothing (a request without Origin).

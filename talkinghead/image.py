@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 SIZE = 512
-# Far above any real character sheet, far below what would exhaust memory when decoded.
-MAX_PIXELS = 64 * 1024 * 1024
+# Far above any real character sheet (4096x4096), far below what would exhaust memory when decoded (64 MB as
+# RGBA); checked from the header, before any pixel is decoded.
+MAX_PIXELS = 4096 * 4096
 
 
 class ImageError(ValueError):
@@ -30,23 +32,39 @@ def load_character(data: bytes) -> np.ndarray:
 
 
 def _decode(data: bytes) -> Image.Image:
+    """Open, check the size from the header (before any pixel is decoded), verify, then decode."""
     with warnings.catch_warnings():
-        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; treat the warning as the error it is.
+        # Pillow's own guard stays on; its warning (between its limit and twice that) is an error here.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        old_limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         try:
-            image = Image.open(io.BytesIO(data))
+            image = _open(data)
+            if image.width * image.height > MAX_PIXELS:
+                raise Image.DecompressionBombError("over MAX_PIXELS")
+            image.verify()  # checksums and structure, without decoding (PNG: every chunk's CRC)
+            image = _open(data)  # verify() leaves the image unusable: open it again to decode
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(f"the image is too large to decode safely (over {MAX_PIXELS // 2**20} megapixels); "
                              "send a 512x512 PNG") from None
+        except UnidentifiedImageError:
+            raise ImageError("the file is not a readable image (no image format Pillow reads: PNG, WebP, "
+                             "GIF, ...); send a 512x512 RGBA PNG") from None
         except Exception as e:  # Pillow raises many types for broken files
-            raise ImageError(f"the file is not a readable image ({type(e).__name__}: {e}); "
-                             "send a 512x512 RGBA PNG") from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = old_limit
+            raise ImageError(f"the file is not a readable image ({_reason(e)}); send a 512x512 RGBA PNG") from None
     return image
+
+
+def _open(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+def _reason(e: Exception) -> str:
+    """What broke, for the user: the exception's type and message without object reprs (`<… at 0x…>`)."""
+    message = _REPR.sub("the file", str(e)).strip()
+    return f"{type(e).__name__}: {message}" if message else type(e).__name__
+
+
+_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def _has_alpha(image: Image.Image) -> bool:
