@@ -16,7 +16,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 import modules
-from modules import limits, security
+from modules import limits, openapi, security
 from modules.errors import ApiError
 from talkinghead import weights
 
@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 def create_app(config: Config, engines: dict | None = None) -> Flask:
     """Build the app. `engines` (name → engine) lets tests share one loaded engine across apps."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: every route is one of ours
     app.extensions.update(engines or {})
     limits.install(app, config.max_content_length_mb)
     app.config["TH_CONFIG"] = config
@@ -150,6 +150,8 @@ def create_app(config: Config, engines: dict | None = None) -> Flask:
     @app.get("/api/modules")
     def _modules():
         return jsonify(modules=config.modules)
+
+    app.register_blueprint(openapi.blueprint)  # GET /api/openapi.json
 
     modules.setup_all(app, config)
     return app
