@@ -8,6 +8,7 @@ import argparse
 import logging
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,18 +161,50 @@ def create_app(config: Config, engines: dict | None = None) -> Flask:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_args(argv)
-    if config.secure:
-        config.api_key = security.load_or_create_key(Path("api_key.txt"))
-    try:
+    host = "0.0.0.0" if config.listen else "127.0.0.1"
+    warning = security.exposure_warning(config.listen, config.secure, config.port)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    try:  # what can fail before the (slow) engines load: say it in one line, at once
+        if config.secure:
+            config.api_key = security.load_or_create_key(Path("api_key.txt"))
+        _check_port_free(host, config.port)
+        if config.user_data and "talkinghead" in config.modules:
+            _check_writable(Path(config.user_data))
         app = create_app(config)
+        server = make_server(app, host=host, port=config.port, threads=32, channel_timeout=30,
+                             ident="talkinghead-extras")
     except modules.SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    host = "0.0.0.0" if config.listen else "127.0.0.1"
+    except OSError as e:  # the port taken meanwhile
+        print(f"error: cannot listen on {host}:{config.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
     log.info("serving modules %s on http://%s:%d", ", ".join(config.modules) or "(none)", host, config.port)
     # Each open result_feed holds a thread, so give the pool room for several viewers plus API calls.
-    make_server(app, host=host, port=config.port, threads=32, channel_timeout=30, ident="talkinghead-extras").run()
+    server.run()
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress: a closed server's port is free
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise modules.SetupError(f"cannot listen on {host}:{port}: {e.strerror or e} (is another server "
+                                     "running on that port? stop it, or choose another with --port)") from None
+
+
+def _check_writable(folder: Path) -> None:
+    """The folder for what the user saves must take a file, or saving would fail later, in the middle of use."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise modules.SetupError(f"the data folder {folder} is not writable ({e.strerror or e}); make it "
+                                 "writable, or choose another with --user-data DIR") from None
 
 
 if __name__ == "__main__":
