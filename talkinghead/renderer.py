@@ -86,7 +86,10 @@ class Renderer:
         self._thread: threading.Thread | None = None
         self._times: collections.deque[float] = collections.deque(maxlen=512)
         self.frames_rendered = 0
+        self.failed_frames = 0
         self.last_error: str | None = None
+        self._failing = 0  # failed frames in a row
+        self._logged_error: str | None = None  # the failure logged with its traceback, while it repeats
 
     # -- control -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,11 +139,27 @@ class Renderer:
                 break
             try:
                 self._render_one(due)
-            except Exception as e:  # keep the last good frame on the wire; say what broke
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.exception("rendering a frame failed")
-                self._closed.wait(1.0)
+            except Exception as e:  # keep the last good frame on the wire; say what broke, go on
+                self._failed(e)
+            else:
+                self._recovered()
             last = due
+
+    def _failed(self, e: Exception) -> None:
+        """Log a failure with its traceback once, not every frame: the same error again is only counted
+        until a frame renders (then one line says so)."""
+        error = f"{type(e).__name__}: {e}"
+        self.failed_frames += 1
+        self._failing += 1
+        if error != self._logged_error:
+            log.exception("rendering a frame failed; going on with the next frame (logged once while it repeats)")
+            self._logged_error = error
+        self.last_error = error
+
+    def _recovered(self) -> None:
+        if self._failing:
+            log.info("rendering works again after %d failed frame%s", self._failing, "s" * (self._failing > 1))
+            self._failing, self._logged_error = 0, None
 
     def _next_due(self, last: float | None, step: float) -> float:
         """The latest grid time not after now when it is newer than the last frame (on time, or behind: then
