@@ -49,7 +49,10 @@ const fail = (what) => (e) => say(`${what}: ${e.message}`, "error");
 // -- sliders ---------------------------------------------------------------------------------------------
 function buildSliders(description) {
   state.params = description.params;
-  for (const p of state.params) state.byName.set(p.name, p);
+  for (const p of state.params) {
+    state.byName.set(p.name, p);
+    state.values[p.name] = 0;  // until a template is applied (a failed first load leaves it so)
+  }
   const root = $("sliders");
   for (const section of description.sections) {
     const box = el("fieldset", {className: `section section-${section.id}`});
