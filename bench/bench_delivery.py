@@ -30,12 +30,14 @@ from talkinghead.stream import PartReader  # noqa: E402
 
 
 class Viewer(threading.Thread):
-    """One result_feed reader: the arrival time and hash of every part."""
+    """One result_feed reader: the arrival time and hash of every part, and what `inspect` makes of its
+    bytes (when given)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, inspect=None):
         super().__init__(daemon=True)
         self.url = url
-        self.parts: list[tuple[float, bytes]] = []
+        self.inspect = inspect
+        self.parts: list[tuple[float, bytes, object]] = []
         self._response = None
         self._done = threading.Event()
 
@@ -47,7 +49,9 @@ class Viewer(threading.Thread):
                 got = reader.read(1)
                 if not got:
                     return
-                self.parts.append((time.monotonic(), hashlib.blake2b(got[0][1], digest_size=8).digest()))
+                data = got[0][1]
+                self.parts.append((time.monotonic(), hashlib.blake2b(data, digest_size=8).digest(),
+                                   self.inspect(data) if self.inspect else None))
         except (requests.RequestException, AttributeError, ValueError):
             return
 
@@ -59,7 +63,7 @@ class Viewer(threading.Thread):
 
     def rates(self, t0: float, t1: float) -> tuple[float, float]:
         """(parts/s, distinct frames/s) received in [t0, t1)."""
-        hashes = [h for t, h in self.parts if t0 <= t < t1]
+        hashes = [h for t, h, _ in self.parts if t0 <= t < t1]
         distinct = sum(1 for a, b in zip([None] + hashes, hashes) if a != b)
         return len(hashes) / (t1 - t0), distinct / (t1 - t0)
 
@@ -71,9 +75,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, port: int, extra: list[str]):
+    """server.py in its own process, on a loopback port, ready when constructed."""
+
+    def __init__(self, port: int, extra: list[str], modules: str = "talkinghead"):
         self.base = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen([sys.executable, "server.py", "--enable-modules=talkinghead", "--port",
+        self.process = subprocess.Popen([sys.executable, "server.py", f"--enable-modules={modules}", "--port",
                                          str(port), *extra], cwd=ROOT, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 300
@@ -89,6 +95,9 @@ class Server:
 
     def get(self, path: str):
         return requests.get(self.base + path, timeout=10)
+
+    def post(self, path: str, **kwargs):
+        return requests.post(self.base + path, timeout=30, **kwargs)
 
     def close(self):
         self.process.terminate()

@@ -13,31 +13,29 @@ real server receives it over HTTP, and how close lip-synced frames are to the ex
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
-import requests
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_delivery import Server, Viewer, free_port  # noqa: E402
 from bench_stream import Sampler, quality  # noqa: E402
-from talkinghead.stream import PartReader  # noqa: E402
 
 MOUTH = (slice(155, 195), slice(232, 282))  # lambda_00's mouth in the 512 frame
+OPEN_LEVELS = 1.0  # mean change of the mouth region: "aaa" half open moves it ~1.3, breathing ~0.3
 QUIET = {"blink_probability": 0.0, "sway_macro_strength": 0.0, "sway_micro_strength": 0.0}
 SENTENCES = ("Hello there! It is so good to see you again. I was just thinking about our last conversation, "
              "and about the little cafe by the river. Would you like to go there tomorrow afternoon? "
@@ -52,104 +50,56 @@ def espeak(text: str, voice: str, *extra: str) -> bytes:
 
 
 def speech_of(seconds: float, voice: str) -> bytes:
-    """espeak-ng speech at least `seconds` long (the sentences, repeated as needed)."""
-    from talkinghead import lipsync
-
+    """`seconds` of espeak-ng speech (the sentences, repeated as needed), as WAV."""
     text = SENTENCES
     while True:
-        wav = espeak(text, voice)
-        if lipsync.analyse(wav).duration_s >= seconds:
-            return wav
+        with wave.open(io.BytesIO(espeak(text, voice))) as w:
+            if w.getnframes() >= seconds * w.getframerate():
+                params, frames = w.getparams(), w.readframes(int(seconds * w.getframerate()))
+                break
         text += " " + SENTENCES
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setparams(params)
+        w.writeframes(frames)
+    return out.getvalue()
 
 
-class Viewer:
-    """Reads result_feed over HTTP like a browser: each part's arrival time, its bytes' hash, and the mouth
-    region of every part decoded."""
-
-    def __init__(self, url: str):
-        self.parts: list[tuple[float, str, np.ndarray]] = []
-        self._stop = threading.Event()
-        self._response = requests.get(url, stream=True, timeout=60)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def close(self):
-        self._stop.set()
-        self._response.close()
-        self._thread.join(timeout=5)
-
-    def _run(self):
-        reader = PartReader(self._response.iter_content(chunk_size=None))
-        try:
-            while not self._stop.is_set():
-                parts = reader.read(1)
-                if not parts:
-                    return
-                data = parts[0][1]
-                mouth = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))[MOUTH].astype(np.float32)
-                self.parts.append((time.monotonic(), hashlib.blake2b(data, digest_size=8).hexdigest(), mouth))
-        except (requests.RequestException, AttributeError, ValueError):
-            return
-
-    def distinct_per_second(self, t0: float, t1: float) -> float:
-        hashes = [h for t, h, _ in self.parts if t0 <= t < t1]
-        distinct = sum(1 for a, b in zip([None] + hashes, hashes) if a != b)
-        return distinct / (t1 - t0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def mouth_region(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))[MOUTH].astype(np.float32)
 
 
 def http_part(args, ah: bytes, speech: bytes) -> list[tuple[str, str]]:
-    port = args.port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "server.py", "--enable-modules=talkinghead", "--port", str(port)],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Server(args.port or free_port(), [])
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if requests.get(base + "/api/modules", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not start")
-            time.sleep(0.5)
-        requests.post(base + "/api/talkinghead/load_animator_settings", json=QUIET, timeout=10)
-        viewer = Viewer(base + "/api/talkinghead/result_feed")
+        server.post("/api/talkinghead/load_animator_settings", json=QUIET)
+        viewer = Viewer(server.base + "/api/talkinghead/result_feed", inspect=mouth_region)
+        viewer.start()
         time.sleep(8)  # warm-up: keyframes ahead, the mouth shapes made
         latencies = []
         for _ in range(args.repeats):
             closed = viewer.parts[-1][2]
             sent = time.monotonic()
-            requests.post(base + "/api/talkinghead/lipsync", data=ah, timeout=10)
+            server.post("/api/talkinghead/lipsync", data=ah)
             opened = None
             while time.monotonic() < sent + 3 and opened is None:
-                for t, _, mouth in list(viewer.parts):
-                    if t > sent and np.abs(mouth - closed).mean() > 4.0:
-                        opened = t
-                        break
+                opened = next((t for t, _, mouth in list(viewer.parts)
+                               if t > sent and np.abs(mouth - closed).mean() > OPEN_LEVELS), None)
                 time.sleep(0.005)
             latencies.append((opened - sent) if opened else float("inf"))
             time.sleep(2.5)
-        track = requests.post(base + "/api/talkinghead/lipsync", data=speech, timeout=30).json()
+        track = server.post("/api/talkinghead/lipsync", data=speech).json()
         started = time.monotonic()
         time.sleep(track["duration_s"])
-        fps = viewer.distinct_per_second(started + 1, started + track["duration_s"])
-        stats = requests.get(base + "/api/talkinghead/stats", timeout=5).json()
+        parts, distinct = viewer.rates(started + 1, started + track["duration_s"])
+        stats = server.get("/api/talkinghead/stats").json()
         viewer.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.close()
     return [("`/lipsync` → first open-mouth frame received, median (ms)", f"{statistics.median(latencies) * 1000:.0f}"),
             ("... each try (ms)", ", ".join(f"{x * 1000:.0f}" for x in latencies)),
-            (f"distinct frames/s received during {track['duration_s']:.0f} s of lip-synced speech",
-             f"{fps:.1f}"),
+            (f"parts / distinct frames per s received during {track['duration_s']:.0f} s of lip-synced speech",
+             f"{parts:.1f} / {distinct:.1f}"),
             ("server render FPS / stale-face frames at the end", f"{stats['render_fps']} / "
                                                                  f"{stats.get('stale_face_frames')}")]
 

@@ -612,7 +612,7 @@ class _Mouth:
 
 # A lip-sync vowel weight below this share (after sharpening) is left out: the mouth takes one or two clear
 # shapes rather than a blur of five (and the smooth stream has fewer distinct faces to make ahead).
-_TRACK_MIN_WEIGHT = 0.25
+_TRACK_MIN_WEIGHT = 0.4
 _TRACK_SHARPNESS = 4.0  # weights^4, renormalised: the analyser's soft 0.6/0.3 becomes 0.94/0.06
 
 
