@@ -635,7 +635,7 @@ def _sharpened(weights: np.ndarray) -> np.ndarray:
         return np.zeros(len(weights))
     sharp = (weights / total) ** _TRACK_SHARPNESS
     sharp /= sharp.sum()
-    sharp[sharp < _TRACK_MIN_WEIGHT] = 0.0
+    sharp[(sharp < _TRACK_MIN_WEIGHT) & (sharp < sharp.max())] = 0.0  # the strongest stays, whatever its share
     return sharp / sharp.sum()
 
 

@@ -347,6 +347,15 @@ def test_a_track_drives_the_vowels_in_sync_with_the_clock():
     assert animator.talking
 
 
+def test_a_track_of_undecided_vowels_still_opens_the_mouth():
+    track = StepTrack((0.5, 1.0, None))
+    track.vowels[:] = 0.2  # all five alike: none stands out
+    animator = make_animator()
+    animator.play_track(track, start=0.0, t=0.0)
+    vowels = animator.pose_at(0.25)[VOWELS]
+    assert np.all(np.isfinite(vowels)) and vowels.sum() > 0.5
+
+
 def test_a_track_keeps_the_rest_of_the_face_and_the_emotions_corners():
     animator, quiet = make_animator(), make_animator()
     for a in (animator, quiet):
