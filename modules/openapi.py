@@ -48,7 +48,7 @@ def operations_of(app) -> list[tuple[str, str]]:
 ERROR = {"$ref": "#/components/schemas/Error"}
 _WHY = {400: "a bad field, option or upload; the message says what to fix, nothing changed",
         401: "--secure: missing or wrong API key",
-        404: "no such file", 413: "the request body is over the limit (images and JSON 8 MB, /lipsync 32 MB: "
+        404: "no such file or path", 413: "the request body is over the limit (images and JSON 8 MB, /lipsync 32 MB: "
                                   "--max-content-length)",
         415: "the body is not JSON (Content-Type: application/json)",
         500: "could not save (disk full, read-only folder); the saved file is unchanged"}
@@ -123,8 +123,8 @@ _LIPSYNC_OPTIONS = {
     "analyze_only": {**_FLAG, "description": "1: only analyse (the answer has the track); the avatar is not touched"},
 }
 _EMOTION = {"type": "string", "enum": list(emotions.EMOTIONS)}
-_TEMPLATE_NAME = {"name": "name", "in": "path", "required": True,
-                  "schema": {"type": "string"}, "description": "an emotion name, e.g. joy"}
+_TEMPLATE_NAME = {"name": "name", "in": "path", "required": True, "schema": _EMOTION,
+                  "description": "an emotion name, e.g. joy (another name: 400; one with a line break: 404)"}
 _TEMPLATE_ANSWER = _obj({"emotion": _EMOTION, "template": {"type": "object"}, "persistent": {"type": "boolean"}},
                         ("emotion", "template"))
 
@@ -230,10 +230,10 @@ def full_document() -> dict:
             tag="poser")},
         "/api/talkinghead/templates/{name}": {
             "put": _op("save an emotion's template on the server (kept across restarts in --user-data)",
-                       {**_json(_TEMPLATE_ANSWER), **_errors(400, 413, 415, 500)}, tag="poser",
+                       {**_json(_TEMPLATE_ANSWER), **_errors(400, 404, 413, 415, 500)}, tag="poser",
                        parameters=[_TEMPLATE_NAME],
                        requestBody=_json_body(_obj({"pose": _pose_schema()}, ("pose",)))),
-            "delete": _op("back to the built-in template", {**_json(_TEMPLATE_ANSWER), **_errors(400, 500)},
+            "delete": _op("back to the built-in template", {**_json(_TEMPLATE_ANSWER), **_errors(400, 404, 500)},
                           tag="poser", parameters=[_TEMPLATE_NAME])},
         "/api/talkinghead/sprites.zip": {"get": _op(
             "the 28 emotions as exact renders, <emotion>.png each, as SillyTavern names expression sprites",

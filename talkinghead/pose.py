@@ -6,6 +6,7 @@ expanded as `<name>_left_index`, `<name>_right_index`; single parameters are `<n
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -79,13 +80,26 @@ def from_dict(values: Mapping[str, float], *, strict: bool = True) -> np.ndarray
             if strict:
                 raise PoseError(f"unknown pose parameter {name!r}; known: {', '.join(NAMES)}")
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise PoseError(f"pose parameter {name!r} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise PoseError(f"pose parameter {name!r} must be a number, got {_short(value)}")
         i = INDEX[name]
-        if strict and not (LOW[i] <= value <= HIGH[i]):
+        value = float(value)  # compared in float64: a value beyond float32 is out of range, not infinite
+        if strict and not (float(LOW[i]) <= value <= float(HIGH[i])):
             raise PoseError(f"pose parameter {name!r} = {value} is out of range [{LOW[i]:g}, {HIGH[i]:g}]")
-        pose[i] = value
-    return np.clip(pose, LOW, HIGH)
+        pose[i] = min(max(value, float(LOW[i])), float(HIGH[i]))
+    return pose
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range (JSON allows any number of digits)
+        return False
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def to_dict(pose: np.ndarray, *, skip_zeros: bool = False) -> dict[str, float]:

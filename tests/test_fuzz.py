@@ -1,0 +1,59 @@
+"""Bounded fuzzing of every JSON, multipart and query route from /api/openapi.json (schemathesis): valid and
+invalid requests, each answered without a 5xx, a stack trace or an internal repr, with a documented status,
+and the render thread alive. `bench/fuzz_long.py` runs the same for as long as you like."""
+from __future__ import annotations
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+
+from modules import openapi  # noqa: E402
+from tests import fuzzing  # noqa: E402
+from tests.full_app import full_app  # noqa: E402
+
+EXAMPLES = 25  # per route and generation mode (valid, invalid): ~550 cases, ~15 s on 2 cores
+SCHEMA = schemathesis.openapi.from_dict(openapi.full_document())
+OPERATIONS = fuzzing.operations(SCHEMA)
+TALLY = fuzzing.Tally()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    engine = fuzzing.make_engine()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def app(engine):
+    app = full_app(engine)
+    SCHEMA.app = app  # cases are sent through the app's WSGI interface
+    return app
+
+
+def test_every_route_but_the_feed_is_fuzzed():
+    described = {f"{m.upper()} {p}" for p, item in openapi.full_document()["paths"].items() for m in item}
+    assert set(OPERATIONS) == described - {f"GET {fuzzing.FEED}"}
+
+
+@pytest.mark.parametrize("name", sorted(OPERATIONS))
+def test_fuzz(app, engine, name):
+    fuzzing.fuzz_operation(app, engine, OPERATIONS[name], max_examples=EXAMPLES, tally=TALLY)
+
+
+@pytest.mark.parametrize("method, path", fuzzing.json_routes())
+def test_fuzz_any_json(app, engine, method, path):
+    fuzzing.fuzz_json_values(app, engine, method, path, max_examples=EXAMPLES * 2, tally=TALLY)
+
+
+def test_fuzz_result_feed_query(app, engine):
+    tally = fuzzing.fuzz_result_feed(app, engine, max_examples=40)
+    assert tally.by_status.get(200) and tally.by_status.get(400)
+
+
+def test_fuzzing_ran_cases_and_the_character_survived(app, engine):
+    if not TALLY.cases:
+        pytest.skip("run with the fuzz tests")
+    assert TALLY.cases > 10 * len(OPERATIONS), TALLY
+    assert engine.renderer._thread.is_alive() and not engine.renderer.paused or engine.stats()["state"] == "paused"
+    print(f"fuzz: {TALLY.cases} cases, by status {dict(sorted(TALLY.by_status.items()))}")
