@@ -125,7 +125,8 @@ class Hammer(threading.Thread):
                                       json=rng.choice([{}, {"target_fps": 25}, {"blink_probability": 0.05}]),
                                       timeout=30),
             lambda: self.session.post(self.base + "/api/talkinghead/load_emotion_templates",
-                                      json=rng.choice([{}, {"joy": {"mouth_aaa_index": 0.4, "eye_happy_wink_left_index": 1.0}}]),
+                                      json=rng.choice([{}, {"joy": {"mouth_aaa_index": 0.4,
+                                                                     "eye_happy_wink_left_index": 1.0}}]),
                                       timeout=30),
         ]
         while not self._stop.wait(self.pause):
@@ -269,9 +270,11 @@ def main() -> int:
     if fps_end < 0.8 * fps_start:
         failures.append(f"render FPS fell from {fps_start} to {fps_end}")
     if after["threads"] > before["threads"] or after["fds"] > before["fds"]:
-        failures.append(f"threads/FDs after {after['threads']}/{after['fds']} > before {before['threads']}/{before['fds']}")
+        failures.append(f"threads/FDs after {after['threads']}/{after['fds']} > before "
+                        f"{before['threads']}/{before['fds']}")
     if after["rss_mb"] > before["rss_mb"] + args.rss_slack_mb:
-        failures.append(f"RSS after {after['rss_mb']:.0f} MB > before {before['rss_mb']:.0f} + {args.rss_slack_mb:g} MB")
+        failures.append(f"RSS after {after['rss_mb']:.0f} MB > before {before['rss_mb']:.0f} + "
+                        f"{args.rss_slack_mb:g} MB")
     if not idle:
         failures.append("the server did not go idle after the viewers left")
     print("\n" + ("PASS" if not failures else "FAIL:\n  " + "\n  ".join(failures)))

@@ -131,8 +131,8 @@ def _scalars():
 def _hostile_json(keys: list[str]):
     """Any JSON, with the names the routes know as keys (so values reach the validators)."""
     key = st.one_of(st.sampled_from(keys), st.text(max_size=10))
-    values = st.recursive(_scalars(), lambda inner: st.lists(inner, max_size=4) | st.dictionaries(key, inner, max_size=5),
-                          max_leaves=12)
+    values = st.recursive(_scalars(), lambda inner: st.lists(inner, max_size=4)
+                          | st.dictionaries(key, inner, max_size=5), max_leaves=12)
     return st.one_of(st.dictionaries(key, values, max_size=5), values)
 
 

@@ -65,7 +65,8 @@ def test_waitress_refuses_a_body_over_the_limit_before_reading_it(app):
     try:
         with socket.create_connection(("127.0.0.1", srv.effective_port), timeout=5) as s:
             s.sendall(b"POST /api/talkinghead/load HTTP/1.1\r\nHost: x\r\nOrigin: http://x\r\n"
-                      b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 52428800\r\n\r\n" + b"x" * 1000)
+                      b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 52428800\r\n\r\n"
+                      + b"x" * 1000)
             answer = b""
             while b"}" not in answer:
                 chunk = s.recv(65536)
