@@ -41,6 +41,13 @@ def test_fuzz(app, engine, name):
     fuzzing.fuzz_operation(app, engine, OPERATIONS[name], max_examples=EXAMPLES, tally=TALLY)
 
 
+def test_fuzzed_uploads_never_replace_the_character(app, engine):
+    before = engine.poser.image.copy()
+    tally = fuzzing.fuzz_operation(app, engine, OPERATIONS["POST /api/talkinghead/load"], max_examples=EXAMPLES)
+    assert 200 not in tally.by_status, "a fuzzed upload was taken as a character"
+    assert (engine.poser.image == before).all()
+
+
 @pytest.mark.parametrize("method, path", fuzzing.json_routes())
 def test_fuzz_any_json(app, engine, method, path):
     fuzzing.fuzz_json_values(app, engine, method, path, max_examples=EXAMPLES * 2, tally=TALLY)
