@@ -172,12 +172,18 @@ def main(argv: list[str] | None = None) -> int:
         if config.user_data and "talkinghead" in config.modules:
             _check_writable(Path(config.user_data))
         app = create_app(config)
-        server = make_server(app, host=host, port=config.port, threads=32, channel_timeout=30,
-                             ident="talkinghead-extras")
     except modules.SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except OSError as e:  # the port taken meanwhile
+    except OSError as e:  # a file or folder the engines read or write (e.g. the backend cache in data/)
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot use{where} ({e.strerror or e}); the server reads the weights from and writes its "
+              "cache to the data folder (data/, or TALKINGHEAD_DATA_DIR): make it writable", file=sys.stderr)
+        return 1
+    try:
+        server = make_server(app, host=host, port=config.port, threads=32, channel_timeout=30,
+                             ident="talkinghead-extras")
+    except OSError as e:  # the port taken since the check
         print(f"error: cannot listen on {host}:{config.port}: {e.strerror or e}", file=sys.stderr)
         return 1
     log.info("serving modules %s on http://%s:%d", ", ".join(config.modules) or "(none)", host, config.port)

@@ -178,3 +178,30 @@ def test_full_disk_while_saving_a_template_keeps_the_previous_file(fake_engine, 
     assert (small_tmpfs / "emotions.json").read_bytes() == saved
     assert sorted(os.listdir(small_tmpfs)) == ["emotions.json", "filler"], "no temporary file left behind"
     assert "sadness" not in client.get("/api/talkinghead/templates").get_json()["saved"]
+
+
+@pytest.fixture
+def read_only_data_dir(tmp_path, require_weights):
+    """A data folder that holds the weights and images (links to the real ones) and takes no file: a
+    read-only bind mount of itself (root with mount rights only)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("models", "images"):
+        (data / name).symlink_to(weights.DATA_DIR / name)
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(data), str(data)], capture_output=True).returncode:
+        pytest.skip("cannot make a read-only bind mount here (needs root with mount rights)")
+    yield data
+    subprocess.run(["umount", "-l", str(data)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_read_only_data_folder_with_user_data_elsewhere_is_one_line_and_exit_1(read_only_data_dir, tmp_path):
+    """The weights load, then the backend cache cannot be written: one line, not a traceback."""
+    result = subprocess.run([sys.executable, str(REPO / "server.py"), "--enable-modules=talkinghead",
+                             f"--user-data={tmp_path / 'user'}", "--port=0"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300,
+                            env={**os.environ, "TALKINGHEAD_DATA_DIR": str(read_only_data_dir)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    line = result.stderr.strip().splitlines()[-1]
+    # error: could not set up the openvino backend: OSError: [Errno 30] Read-only file system: '<data>/cache'
+    assert line.startswith("error: ") and "Read-only file system" in line and str(read_only_data_dir / "cache") in line
