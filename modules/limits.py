@@ -62,7 +62,7 @@ class JsonErrorTask(ErrorTask):
             size = f" ({_mb(length)})" if length else ""
             limit = self.channel.server.adj.max_request_body_size - 1
             message = (f"413: the request body{size} is over the {_mb(limit)} this server takes "
-                       "(--max-content-length); it was not read")
+                       f"(--max-content-length); {'it' if length else 'the rest'} was not read")
         else:
             message = f"{e.code}: {e.reason}: {e.body}"
         body = json.dumps({"error": message}).encode()

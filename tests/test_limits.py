@@ -57,16 +57,16 @@ def test_random_bytes_upload_is_400_without_internal_reprs(app):
     assert not re.search(r"0x[0-9a-f]{4,}|<\w+[.\w]* object", message), message
 
 
-def test_waitress_refuses_a_body_over_the_limit_before_reading_it(app):
-    """50 MB announced, a few bytes sent: the answer comes at once (nothing waits for the body), as JSON."""
+@pytest.fixture
+def served(app):
+    """The app behind waitress, as server.py serves it: `ask(raw request bytes)` -> (head, body)."""
     srv = make_server(app, host="127.0.0.1", port=0, threads=2)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    try:
+
+    def ask(request: bytes) -> tuple[bytes, bytes]:
         with socket.create_connection(("127.0.0.1", srv.effective_port), timeout=5) as s:
-            s.sendall(b"POST /api/talkinghead/load HTTP/1.1\r\nHost: x\r\nOrigin: http://x\r\n"
-                      b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 52428800\r\n\r\n"
-                      + b"x" * 1000)
+            s.sendall(request)
             answer = b""
             while b"}" not in answer:
                 chunk = s.recv(65536)
@@ -74,9 +74,24 @@ def test_waitress_refuses_a_body_over_the_limit_before_reading_it(app):
                     break
                 answer += chunk
         head, _, body = answer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 413")
-        assert b"Content-Type: application/json" in head and b"Access-Control-Allow-Origin: http://x" in head
-        assert b'"error": "413: the request body (50 MB) is over the 32 MB' in body
-    finally:
-        srv.close()
-        thread.join(timeout=5)
+        return head, body
+
+    yield ask
+    srv.close()
+    thread.join(timeout=5)
+
+
+def test_waitress_refuses_a_body_over_the_limit_before_reading_it(served):
+    """50 MB announced, a few bytes sent: the answer comes at once (nothing waits for the body), as JSON."""
+    head, body = served(b"POST /api/talkinghead/load HTTP/1.1\r\nHost: x\r\nOrigin: http://x\r\n"
+                        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 52428800\r\n\r\n"
+                        + b"x" * 1000)
+    assert head.startswith(b"HTTP/1.1 413")
+    assert b"Content-Type: application/json" in head and b"Access-Control-Allow-Origin: http://x" in head
+    assert b'"error": "413: the request body (50 MB) is over the 32 MB' in body and b"it was not read" in body
+
+
+def test_a_request_waitress_cannot_parse_is_a_json_400(served):
+    head, body = served(b"GET /api/modules HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"Content-Type: application/json" in head
+    assert body == b'{"error": "400: Bad Request: Content-Length is invalid"}'
