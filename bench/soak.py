@@ -49,16 +49,16 @@ class Viewer(threading.Thread):
         self.parts = self.bad = 0
         self.errors: list[str] = []
         self._response = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
         try:
             self._response = requests.get(self.url, stream=True, timeout=60)
             reader = PartReader(self._response.iter_content(chunk_size=None))
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 got = reader.read(1)
                 if not got:
-                    if not self._stop.is_set():
+                    if not self._halt.is_set():
                         self.errors.append("the stream ended")
                     return
                 headers, data = got[0]
@@ -68,11 +68,11 @@ class Viewer(threading.Thread):
                     self.bad += 1
                     self.errors.append(problem)
         except Exception as e:  # noqa: BLE001 - a viewer reports what ended it
-            if not self._stop.is_set():
+            if not self._halt.is_set():
                 self.errors.append(f"{type(e).__name__}: {e}")
 
     def close(self):
-        self._stop.set()
+        self._halt.set()
         if self._response is not None:
             self._response.close()
         self.join(timeout=10)
@@ -110,7 +110,7 @@ class Hammer(threading.Thread):
         self.base, self.pause = base, pause
         self.requests = 0
         self.errors: list[str] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.session = requests.Session()
 
     def run(self):
@@ -129,7 +129,7 @@ class Hammer(threading.Thread):
                                                                      "eye_happy_wink_left_index": 1.0}}]),
                                       timeout=30),
         ]
-        while not self._stop.wait(self.pause):
+        while not self._halt.wait(self.pause):
             try:
                 response = rng.choice(actions)()
                 self.requests += 1
@@ -139,7 +139,7 @@ class Hammer(threading.Thread):
                 self.errors.append(f"{type(e).__name__}: {e}")
 
     def close(self):
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=60)
         self.session.close()
 
