@@ -79,6 +79,27 @@ def fake_engine():
     engine.close()
 
 
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage")
+
+
+def start_chromium(*extra_flags: str, capabilities: dict | None = None):
+    """Debian's headless Chromium, driven through its chromedriver (Selenium); the caller quits it."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (*CHROMIUM_FLAGS, *extra_flags):
+        options.add_argument(flag)
+    for name, value in (capabilities or {}).items():
+        options.set_capability(name, value)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
 class LiveServer:
     def __init__(self, app):
         from server import make_server

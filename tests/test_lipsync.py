@@ -12,7 +12,6 @@ import io
 import math
 import shutil
 import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pytest
 
 from talkinghead import lipsync
 from talkinghead.lipsync import VOWELS, AudioError
+from synth import wav_bytes
 
 DATA = Path(__file__).parent / "data" / "lipsync"
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -46,16 +46,6 @@ def speak(voice: str, text: str, *args: str) -> bytes:
 def sustained(voice: str, vowel: str, *args: str) -> bytes:
     phoneme = VOWEL_PHONEMES[vowel]
     return speak(voice, f"[[{phoneme * 3}]]", "-s", "80", *args)  # ~1.5 s of one vowel
-
-
-def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def rms_envelope(samples: np.ndarray, rate: int) -> np.ndarray:

@@ -348,18 +348,10 @@ def mouth_box(api: str) -> list[int]:
 
 @pytest.fixture
 def chrome():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from conftest import start_chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,900", "--autoplay-policy=no-user-gesture-required",
-                 "--mute-audio"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = start_chromium("--window-size=1400,900", "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+                            capabilities={"goog:loggingPrefs": {"browser": "ALL"}})
     driver.set_script_timeout(40)
     yield driver
     driver.quit()
