@@ -58,6 +58,7 @@ class Config:
     talkinghead_models: str | None = None
     talkinghead_backend: str = "auto"
     talkinghead_idle_seconds: float = 5.0  # no viewer for this long: rendering stops (0: never)
+    talkinghead_mocap: str | None = None  # ifacialmocap[:PHONE_IP] or vmc[:PORT]: face capture drives the pose
     user_data: str | None = None  # the user's saved emotion templates; None: kept in memory only (tests)
     api_key: str | None = None  # set when secure; filled by main() from api_key.txt
     testing: bool = False
@@ -90,6 +91,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--talkinghead-idle-seconds", type=float, default=5.0, metavar="S",
                    help="stop rendering when no result_feed has been open for S seconds; the next viewer "
                         "resumes it (default 5; 0: never stop)")
+    p.add_argument("--talkinghead-mocap", default=None, metavar="SOURCE",
+                   help="face capture drives the character: ifacialmocap[:PHONE_IP] (UDP 49983) or vmc[:PORT] "
+                        "(OSC, default 39539); loopback only unless --listen")
     p.add_argument("--user-data", default=str(weights.DATA_DIR / "user"), metavar="DIR",
                    help="folder for what the user saves, e.g. emotion templates from the manual poser "
                         "(default: data/user)")
@@ -101,6 +105,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.exit(2, f"error: {e}\n")
     if a.talkinghead_idle_seconds < 0:
         p.exit(2, "error: --talkinghead-idle-seconds must be 0 or more\n")
+    if a.talkinghead_mocap:
+        from talkinghead.mocap import MocapError, parse_spec
+        try:
+            parse_spec(a.talkinghead_mocap)
+        except MocapError as e:
+            p.exit(2, f"error: --talkinghead-mocap: {e}\n")
     if a.max_content_length <= 0:
         p.exit(2, "error: --max-content-length must be a positive number of MB\n")
     return Config(modules=names, port=a.port, listen=a.listen, secure=a.secure,
@@ -108,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   classification_model=a.classification_model, talkinghead_gpu=a.talkinghead_gpu,
                   talkinghead_model=a.talkinghead_model, talkinghead_models=a.talkinghead_models,
                   talkinghead_backend=a.talkinghead_backend, talkinghead_idle_seconds=a.talkinghead_idle_seconds,
-                  user_data=a.user_data)
+                  talkinghead_mocap=a.talkinghead_mocap, user_data=a.user_data)
 
 
 def create_app(config: Config, engines: dict | None = None) -> Flask:

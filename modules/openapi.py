@@ -87,6 +87,13 @@ def _obj(properties: dict, required: tuple[str, ...] = (), additional=False) -> 
     return schema
 
 
+_MOCAP_STATE = {"type": "object", "properties": {
+    "source": {"type": "string", "nullable": True}, "running": {"type": "boolean"},
+    "packets": {"type": "integer"}, "packets_per_s": {"type": "integer"}, "dropped": {"type": "integer"},
+    "last_packet_age_s": {"type": "number", "nullable": True}, "driving": {"type": "boolean"},
+    "values": {"type": "object", "nullable": True}}}
+
+
 def _pose_schema() -> dict:
     """{morph: value} with each of the 45 names and its range; names left out are 0."""
     props = {name: {"type": "number", "minimum": float(pose_mod.LOW[i]), "maximum": float(pose_mod.HIGH[i])}
@@ -210,6 +217,16 @@ def full_document() -> dict:
                 "render_fps": {"type": "number"}, "frames_rendered": {"type": "integer"},
                 "state": {"type": "string", "enum": ["running", "idle", "paused"]},
                 "viewers": {"type": "integer"}, "last_error": {"type": "string", "nullable": True}}}), tag=th)},
+        "/api/talkinghead/mocap": {
+            "get": _op("the puppeteer: capture source, packets/s, last packet age, dropped packets, mapped values",
+                       _json(_MOCAP_STATE), tag=th),
+            "post": _op("switch face capture on or off, calibrate (the resting face), set per-parameter gains",
+                        {**_json(_MOCAP_STATE), **_errors(400, 413, 415)}, tag=th,
+                        requestBody=_json_body(_obj({
+                            "source": {"type": "string", "enum": ["ifacialmocap", "vmc"]},
+                            "on": {"type": "boolean"}, "port": {"type": "integer", "minimum": 0, "maximum": 65535},
+                            "phone": {"type": "string"}, "calibrate": {"type": "boolean"},
+                            "gain": {"type": "object", "additionalProperties": {"type": "number"}}})))},
         "/talkinghead/poser": {"get": _op("the manual poser page (no key needed)", _page(), tag="poser",
                                           secured=False)},
         "/talkinghead/poser/": {"get": _op("the manual poser page (no key needed)", _page(), tag="poser",

@@ -45,7 +45,7 @@ class TalkingHead:
         self._idle_timer: threading.Timer | None = None
         self.viewers = Viewers(on_change=self._viewers_changed)
         fps = lambda: self.animator.settings.target_fps  # noqa: E731
-        self.source = SmoothSource(poser, self._pose_at, lambda: self.animator.generation, fps, clock,
+        self.source = SmoothSource(poser, self._pose_at, self._generation, fps, clock,
                                    locks=self._poser_lock) if smooth else None
         self.renderer = Renderer(self._render_frame, fps=fps, clock=clock)
         self.slot = self.renderer.slot
@@ -323,7 +323,42 @@ class TalkingHead:
         """The pose shown at t. Eyebrow/face values are quantised (steps of 1/32, invisible) in every mode,
         so the smooth stream can reuse face-morpher outputs and still show exactly this pose's face."""
         with self._state_lock:
-            return quantize_face(self.animator.pose_at(t))
+            return quantize_face(self._overridden(t, self.animator.pose_at(t)))
+
+    # -- pose override: face capture drives the pose (talkinghead.mocap.Puppeteer) ---------------------------
+    _override = None  # override_at(t) -> (values, weight) | None; generation; on_change and ramp are set here
+    _override_base = 0  # generations of the overrides replaced, so the sum below never repeats
+
+    def set_pose_override(self, source) -> None:
+        """While `source.override_at(t)` gives (values, weight), the pose is weight × values + (1 − weight) ×
+        the animator's, breathing left to the animator. The source calls on_change() when its future changes
+        (an event) and waits ramp() s (the smoothing: a frame; in smooth mode what a face and a keyframe
+        cost, the soonest the stream can show a new head pose) before the next. None: no override."""
+        if source is not None:
+            source.on_change = self._event
+            source.ramp = lambda: max(1.0 / self.animator.settings.target_fps,
+                                      self.source.scheduler.face_cost + self.source.scheduler.keyframe_cost
+                                      if self.source else 0.0)
+        with self._state_lock:
+            if self._override is not None:
+                self._override_base += self._override.generation + 1
+            self._override = source
+        self._event()
+
+    def _generation(self) -> int:
+        """Changes on every event: the animator's and the override's."""
+        override = self._override
+        return self.animator.generation + self._override_base + (override.generation if override else 0)
+
+    def _overridden(self, t: float, pose: np.ndarray) -> np.ndarray:
+        found = self._override.override_at(t) if self._override is not None else None
+        if found is None:
+            return pose
+        values, weight = found
+        breathing = pose[pose_mod.INDEX["breathing_index"]]
+        pose = (weight * values + (1.0 - weight) * pose).astype(np.float32)
+        pose[pose_mod.INDEX["breathing_index"]] = breathing
+        return pose
 
     def _render_frame(self, t: float) -> tuple[np.ndarray, dict]:
         if self.source:

@@ -84,3 +84,5 @@ def setup(app, config) -> None:
     app.register_blueprint(blueprint)
     from modules.talkinghead import poser  # the manual poser page and its API
     poser.setup(app, config)
+    from modules.talkinghead import mocap_routes  # the puppeteer: face capture drives the pose
+    mocap_routes.setup(app, config)
