@@ -1,0 +1,210 @@
+"""The puppeteer as a user sees it, on this CPU: the real server in smooth mode driven by VMC head turns.
+
+    python bench/bench_mocap.py [--steps 6] [--hold 2.5] [--continuous 10] [--port 5197] [--vmc-port 39597]
+
+Starts `server.py --enable-modules=talkinghead --talkinghead-mocap vmc:PORT`, keeps one result_feed viewer
+(JPEG) open the whole time (the server stops rendering 5 s after the last viewer leaves) and sends VMC
+bundles (Head bone) at 30 Hz:
+* steps: the head holds one yaw for --hold s, then jumps to the other (±8°, head_y ∓0.8; still sent at 30
+  Hz); latency = from the first packet of the new yaw to the first frame received that is (a) visibly
+  moving (10 % of the way from the old steady frame to the new one) and (b) halfway there (50 %), and (c)
+  within 10 % of the new steady frame;
+* continuous: a sinusoidal head turn (yaw ±8°, 0.5 Hz; roll ±5°, 0.35 Hz) for --continuous s: distinct
+  frames/s received and how often a frame differs from the one before.
+Frames are compared as 128×128 greys (mean absolute difference).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from talkinghead.stream import PartReader  # noqa: E402
+
+
+def head_bundle(yaw: float, roll: float = 0.0) -> bytes:
+    """A VMC bundle: Neck at rest, Head turned yaw then rolled (degrees), plus an empty blend Apply."""
+    y, r = math.radians(yaw) / 2, math.radians(roll) / 2
+    qy = (0.0, math.sin(y), 0.0, math.cos(y))
+    qz = (0.0, 0.0, math.sin(r), math.cos(r))
+    # qy · qz
+    ax, ay, az, aw = qy
+    bx, by, bz, bw = qz
+    q = (aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+         aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz)
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for bone, rot in (("Neck", (0.0, 0.0, 0.0, 1.0)), ("Head", q)):
+        m = OscMessageBuilder("/VMC/Ext/Bone/Pos")
+        m.add_arg(bone)
+        for v in (0.0, 0.0, 0.0, *rot):
+            m.add_arg(float(v))
+        bundle.add_content(m.build())
+    bundle.add_content(OscMessageBuilder("/VMC/Ext/Blend/Apply").build())
+    return bundle.build().dgram
+
+
+class Viewer:
+    """Reads result_feed on a thread: (arrival time, 128×128 grey) of every frame."""
+
+    def __init__(self, url: str):
+        self.frames: list[tuple[float, np.ndarray]] = []
+        self._response = requests.get(url, stream=True, timeout=30)
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        reader = PartReader(self._response.iter_content(chunk_size=None))
+        while not self._stop:
+            try:
+                parts = reader.read(1)
+            except Exception:  # closed under us at the end
+                return
+            if not parts:
+                return
+            now = time.monotonic()
+            grey = np.asarray(Image.open(io.BytesIO(parts[0][1])).convert("L").resize((128, 128)), np.float32)
+            self.frames.append((now, grey))
+
+    def close(self):
+        self._stop = True
+        self._response.close()
+
+
+def diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(a - b)))
+
+
+def send_for(sock, address, seconds: float, yaw_at, roll_at=lambda t: 0.0) -> float:
+    """Send at 30 Hz for `seconds`; returns the time of the first packet."""
+    start = time.monotonic()
+    n = 0
+    while True:
+        t = time.monotonic() - start
+        if t >= seconds:
+            return start
+        sock.sendto(head_bundle(yaw_at(t), roll_at(t)), address)
+        n += 1
+        time.sleep(max(0.0, start + n / 30 - time.monotonic()))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--hold", type=float, default=2.5)
+    ap.add_argument("--continuous", type=float, default=10.0)
+    ap.add_argument("--port", type=int, default=5197)
+    ap.add_argument("--vmc-port", type=int, default=39597)
+    a = ap.parse_args()
+
+    server = subprocess.Popen([sys.executable, "server.py", "--enable-modules=talkinghead", "--port", str(a.port),
+                               "--talkinghead-mocap", f"vmc:{a.vmc_port}"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{a.port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if requests.get(f"{base}/api/talkinghead/mocap", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                print("server did not start", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        viewer = Viewer(f"{base}/api/talkinghead/result_feed?format=jpeg&bg=808080")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        address = ("127.0.0.1", a.vmc_port)
+
+        # Steps: hold, jump, hold.
+        send_for(sock, address, a.hold + 1.0, lambda t: -8.0)  # settle (ease-in, first keyframes)
+        marks = []
+        yaw = -8.0
+        for _ in range(a.steps):
+            yaw = -yaw
+            marks.append(send_for(sock, address, a.hold, lambda t, y=yaw: y))
+        end_steps = time.monotonic()
+        stats_steps = requests.get(f"{base}/api/talkinghead/mocap", timeout=5).json()
+
+        # Continuous motion.
+        before = len(viewer.frames)
+        t0 = send_for(sock, address, a.continuous, lambda t: 8.0 * math.sin(2 * math.pi * 0.5 * t),
+                      lambda t: 5.0 * math.sin(2 * math.pi * 0.35 * t))
+        t1 = time.monotonic()
+        stats = requests.get(f"{base}/api/talkinghead/stats", timeout=5).json()
+        mocap = requests.get(f"{base}/api/talkinghead/mocap", timeout=5).json()
+        frames = list(viewer.frames)
+        viewer.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    def steady(t: float) -> np.ndarray:
+        """The last frame received before t (the end of a hold)."""
+        return [g for when, g in frames if when <= t][-1]
+
+    moving, halfway, arrived = [], [], []
+    ends = marks[1:] + [end_steps]
+    for start, end in zip(marks, ends):
+        old, new = steady(start), steady(end)
+        span = diff(old, new)
+        if span < 1.0:
+            continue
+        after = [(when, g) for when, g in frames if start <= when < end]
+        for bucket, done in ((moving, lambda g: diff(g, old) >= 0.1 * span),
+                             (halfway, lambda g: diff(g, old) >= 0.5 * span),
+                             (arrived, lambda g: diff(g, new) <= 0.1 * span)):
+            first = next((when for when, g in after if done(g)), None)
+            if first is not None:
+                bucket.append(first - start)
+
+    window = [(when, g) for when, g in frames if t0 + 1.0 <= when < t1]  # past the first second
+    changed = sum(1 for (_, g0), (_, g1) in zip(window, window[1:]) if diff(g0, g1) > 0.05)
+    seconds = max(window[-1][0] - window[0][0], 1e-3) if len(window) > 1 else 1.0
+
+    def ms(values):
+        if not values:
+            return "–"
+        return f"{1000 * statistics.median(values):.0f} (min {1000 * min(values):.0f}, max {1000 * max(values):.0f})"
+
+    print(f"# bench_mocap: real server, smooth mode, {os.cpu_count()} CPUs, {stats.get('backend')} backend; "
+          "VMC head bone at 30 Hz, one JPEG viewer")
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| head step ±8° yaw: first frame moving (10 %), ms median | {ms(moving)} |")
+    print(f"| head step: first frame halfway (50 %), ms median | {ms(halfway)} |")
+    print(f"| head step: first frame within 10 % of the new pose, ms median | {ms(arrived)} |")
+    print(f"| steps measured | {len(halfway)} of {len(marks)} |")
+    print(f"| continuous turn: frames received / s | {len(window) / seconds:.1f} |")
+    print(f"| continuous turn: distinct frames / s (differ from the previous) | {changed / seconds:.1f} |")
+    print(f"| continuous turn: pose publications (events) / s | "
+          f"{(mocap['published'] - stats_steps['published']) / (t1 - t0):.1f} |")
+    print(f"| packets / dropped (whole run) | {mocap['packets']} / {mocap['dropped']} |")
+    print(f"| keyframes rendered, last keyframe ms | {stats.get('keyframes_rendered')}, {stats.get('keyframe_ms')} |")
+    print(f"| frames received in all | {len(frames)} (before the continuous part: {before}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
