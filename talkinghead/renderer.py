@@ -33,12 +33,12 @@ class Frame:
 
     @property
     def png(self) -> bytes:
-        return self._encoded("png", lambda: encode.png(self.rgba))
+        return self.encoded_as("png", lambda: encode.png(self.rgba))
 
     def jpeg(self, background: tuple[int, int, int]) -> bytes:
-        return self._encoded(("jpeg", background), lambda: encode.jpeg(self.rgba, background))
+        return self.encoded_as(("jpeg", background), lambda: encode.jpeg(self.rgba, background))
 
-    def _encoded(self, key, encoder: Callable[[], bytes]) -> bytes:
+    def encoded_as(self, key, encoder: Callable[[], bytes]) -> bytes:
         """The frame in one encoding, made by the first viewer that asks (on its thread) and kept for the
         others. Two viewers asking at once may both encode it; one result is kept (dict.setdefault is
         atomic)."""

@@ -69,9 +69,14 @@ def frames(slot: FrameSlot, viewers: Viewers, *, background: tuple[int, int, int
             return
         yield head
         while True:
-            data = frame.png if background is None else frame.jpeg(background)
-            yield data + b"\r\n" + head
+            yield frame.encoded_as(("part", background), lambda: _part(frame, background, head))
             frame = slot.wait_newer(frame.seq, timeout=keepalive)  # the same frame again on a time-out
+
+
+def _part(frame, background: tuple[int, int, int] | None, head: bytes) -> bytes:
+    """A frame's bytes on the wire: its encoding and the next part's head, made once for all its viewers."""
+    data = frame.png if background is None else frame.jpeg(background)
+    return b"".join((data, b"\r\n", head))
 
 
 class PartReader:
