@@ -70,6 +70,7 @@ def main() -> int:
             print(f"round {rounds}: {sum(t.cases for t in per_route.values())} cases so far, "
                   f"{time.monotonic() - start:.0f} s", flush=True)
     finally:
+        fuzzing.close_extras(app)
         engine.close()
 
     statuses = sorted({s for t in per_route.values() for s in t.by_status})

@@ -45,6 +45,13 @@ def make_engine(seed: int = 1):
     return engine
 
 
+def close_extras(app) -> None:
+    """What fuzzed requests may have started besides the engine (the puppeteer's UDP listener)."""
+    puppeteer = app.extensions.get("talkinghead_mocap")
+    if puppeteer is not None:
+        puppeteer.close()
+
+
 def operations(schema) -> dict[str, object]:
     """'METHOD /path' -> schemathesis operation, result_feed left out."""
     ops = {}

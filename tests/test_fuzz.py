@@ -28,7 +28,8 @@ def engine():
 def app(engine):
     app = full_app(engine)
     SCHEMA.app = app  # cases are sent through the app's WSGI interface
-    return app
+    yield app
+    fuzzing.close_extras(app)
 
 
 def test_every_route_but_the_feed_is_fuzzed():
