@@ -20,6 +20,11 @@ SWAYABLE_MORPHS: tuple[str, ...] = ("head_x_index", "head_y_index", "neck_z_inde
 assert all(name in pose.INDEX for name in VOWEL_MORPHS + SWAYABLE_MORPHS)
 
 
+# Below this a per-tick blink chance gives waits beyond float range (the animator draws a geometric wait): a
+# blink every few weeks at most; 0 means never.
+MIN_BLINK_PROBABILITY = 1e-9
+
+
 class SettingsError(ValueError):
     """A settings key is unknown, or its value has the wrong type or is out of range."""
 
@@ -64,6 +69,9 @@ class AnimatorSettings:
             object.__setattr__(self, f.name, _validated(f, getattr(self, f.name)))
         _check_ordered(self, "blink_interval_min", "blink_interval_max")
         _check_ordered(self, "sway_interval_min", "sway_interval_max")
+        if 0.0 < self.blink_probability < MIN_BLINK_PROBABILITY:  # the wait drawn from it would be infinite
+            raise SettingsError(f"animator setting 'blink_probability' = {self.blink_probability:g} is too small: "
+                                f"use 0 for no blinks, or at least {MIN_BLINK_PROBABILITY:g}")
 
     @classmethod
     def from_json(cls, obj: Any) -> AnimatorSettings:

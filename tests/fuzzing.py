@@ -68,9 +68,13 @@ def load_schema(app):
     return schemathesis.openapi.from_wsgi("/api/openapi.json", app)
 
 
-def problems(status: int, content_type: str, body: bytes, documented: set[str], engine) -> list[str]:
-    """What is wrong with one answer (empty: nothing)."""
+def problems(status: int, content_type: str, body: bytes, documented: set[str], engine,
+             location: str | None = None) -> list[str]:
+    """What is wrong with one answer (empty: nothing). A 308 with a Location is Werkzeug merging a doubled
+    slash (a path parameter that starts with "/"), on any route: not a finding."""
     found = []
+    if status == 308 and location:
+        documented = documented | {"308"}
     text = body.decode("utf-8", "replace") if not content_type.startswith(("image/", "application/zip")) else ""
     if status >= 500:
         found.append(f"server error {status}")
@@ -110,7 +114,8 @@ def fuzz_operation(app, engine, op, *, max_examples: int, modes=("positive", "ne
             body = response.content
             tally.add(response.status_code)
             content_type = (response.headers.get("content-type") or [""])[0]
-            found = problems(response.status_code, content_type, body, documented, engine)
+            location = (response.headers.get("location") or [None])[0]
+            found = problems(response.status_code, content_type, body, documented, engine, location)
             assert not found, f"{case.method} {case.formatted_path}: {'; '.join(found)}\n{body[:500]!r}"
 
         try:
@@ -188,7 +193,8 @@ def fuzz_json_values(app, engine, method: str, path: str, *, max_examples: int, 
         response = client.open(url, method=method.upper(), json=body)
         tally.add(response.status_code)
         found = problems(response.status_code, response.content_type or "", response.get_data(),
-                         documented | {"404"} if "{name}" in path else documented, engine)
+                         documented | {"404"} if "{name}" in path else documented, engine,
+                         response.headers.get("Location"))
         assert not found, f"{method.upper()} {url} {body!r:.300}: {'; '.join(found)}"
 
     run()

@@ -205,3 +205,15 @@ def test_read_only_data_folder_with_user_data_elsewhere_is_one_line_and_exit_1(r
     line = result.stderr.strip().splitlines()[-1]
     # error: could not set up the openvino backend: OSError: [Errno 30] Read-only file system: '<data>/cache'
     assert line.startswith("error: ") and "Read-only file system" in line and str(read_only_data_dir / "cache") in line
+
+
+@pytest.mark.parametrize("p", [5e-324, 1e-300, 1e-17])
+def test_a_tiny_blink_probability_is_a_400_and_the_animation_goes_on(fake_engine, p):
+    """Found by bench/fuzz_long.py: the geometric wait drawn from such a chance overflowed, and every frame
+    after it failed (the stream froze on its last frame)."""
+    client = create_app(Config(modules=["talkinghead"]), engines={"talkinghead": fake_engine}).test_client()
+    answer = client.post("/api/talkinghead/load_animator_settings", json={"blink_probability": p})
+    assert answer.status_code == 400 and "too small" in answer.get_json()["error"]
+    frames = fake_engine.renderer.frames_rendered
+    time.sleep(0.3)
+    assert fake_engine.renderer.frames_rendered > frames and fake_engine.renderer.last_error is None
