@@ -84,7 +84,7 @@ class AnimatorSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in obj:
             if key not in known:
-                raise SettingsError(f"unknown animator setting {key!r}; known: {', '.join(sorted(known))}")
+                raise SettingsError(f"unknown animator setting {_short(key)}; known: {', '.join(sorted(known))}")
         return cls(**obj)
 
     def to_json(self) -> dict[str, Any]:
@@ -111,9 +111,9 @@ def _valid_range(f: dataclasses.Field) -> str:
 def _validated(f: dataclasses.Field, value: Any) -> Any:
     """The value normalised (lists become tuples), or SettingsError naming the key and its valid range."""
     kind = f.metadata["kind"]
-    bad = SettingsError(f"animator setting {f.name!r} = {value!r} is invalid: must be {_valid_range(f)}")
+    bad = SettingsError(f"animator setting {f.name!r} = {_short(value)} is invalid: must be {_valid_range(f)}")
     if kind in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise bad
         if kind == "int" and value != int(value):
             raise bad
@@ -129,6 +129,19 @@ def _validated(f: dataclasses.Field, value: Any) -> Any:
     if len(set(value)) != len(value) or not all(v in f.metadata["choices"] for v in value):
         raise bad
     return tuple(value)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range (JSON allows any number of digits)
+        return False
+
+
+def _short(value: Any) -> str:
+    """repr(value), cut to 60 characters: a message need not echo a huge request back."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_ordered(settings: AnimatorSettings, low_key: str, high_key: str) -> None:

@@ -217,3 +217,16 @@ def test_a_tiny_blink_probability_is_a_400_and_the_animation_goes_on(fake_engine
     frames = fake_engine.renderer.frames_rendered
     time.sleep(0.3)
     assert fake_engine.renderer.frames_rendered > frames and fake_engine.renderer.last_error is None
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/talkinghead/load_animator_settings", '{"target_fps": 1%s}'),
+    ("/api/talkinghead/render", '{"pose": {"head_x_index": 1%s}}'),
+    ("/api/talkinghead/load_emotion_templates", '{"joy": {"mouth_aaa_index": 1%s}}'),
+])
+def test_a_number_beyond_float_range_is_a_400_with_a_short_message(fake_engine, path, body):
+    """Found by the fuzzers: a JSON integer of hundreds of digits was a 500 (float conversion overflowed)."""
+    client = create_app(Config(modules=["talkinghead"]), engines={"talkinghead": fake_engine}).test_client()
+    answer = client.post(path, data=body % ("0" * 400), content_type="application/json")
+    assert answer.status_code == 400
+    assert len(answer.get_json()["error"]) < 300, "the message does not echo the whole number"
