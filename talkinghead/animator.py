@@ -51,6 +51,8 @@ _BLINK_CLOSE_END, _BLINK_OPEN_START = 0.35, 0.5
 _SWAY_SPRING_FACTOR = 2.0
 # Ticks of target noise the micro sway remembers: (1 - 0.1)^64 < 0.2 %, less than the rounding of a frame.
 _JITTER_MEMORY = 64
+# Ticks (~32 years) beyond which a drawn wait for a blink counts as never (math.floor of a huge wait overflows).
+_NEVER_TICKS = 2.5e10
 # Talking fades in faster than an emotion transition so the first syllable is not swallowed.
 _TALK_FADE_IN_FACTOR = 3.0
 
@@ -553,7 +555,10 @@ class _BlinkSchedule:
         if p <= 0.0:
             return math.inf
         u = 1.0 - self._uniform(k, j)  # in (0, 1]
-        return math.floor(math.log(u) / math.log1p(-p)) * TICK
+        ticks = math.log(u) / math.log1p(-p)
+        if not ticks < _NEVER_TICKS:  # a tiny chance (or an infinite wait): no blink in this server's life
+            return math.inf
+        return math.floor(ticks) * TICK
 
     def _uniform(self, k: int, j: int) -> float:
         return self._random.uniform(_Stream.BLINK, self._event, k, j)

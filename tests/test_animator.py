@@ -347,6 +347,16 @@ def test_a_track_drives_the_vowels_in_sync_with_the_clock():
     assert animator.talking
 
 
+@pytest.mark.parametrize("probability", [5e-324, 1e-300, 1e-17])
+def test_a_vanishing_blink_chance_means_no_blinks_not_a_failure(probability):
+    from talkinghead.animator import KeyedRandom, _BlinkSchedule
+
+    settings = AnimatorSettings()
+    object.__setattr__(settings, "blink_probability", probability)  # below what load_animator_settings takes
+    schedule = _BlinkSchedule(KeyedRandom(1), 0, 0.0, None, -math.inf, settings)
+    assert schedule.closure(100.0) == 0.0 and schedule.starts_between(0.0, 1000.0) == []
+
+
 def test_a_track_of_undecided_vowels_still_opens_the_mouth():
     track = StepTrack((0.5, 1.0, None))
     track.vowels[:] = 0.2  # all five alike: none stands out

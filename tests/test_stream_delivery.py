@@ -188,15 +188,15 @@ def test_a_slow_viewer_over_http_is_sent_recent_frames_not_a_backlog(live_server
         server = live_server_factory(create_app(Config(modules=["talkinghead"]), engines={"talkinghead": engine}))
         feed = requests.get(f"{server.url}/api/talkinghead/result_feed", stream=True, timeout=10)
         reader = stream.PartReader(feed.iter_content(chunk_size=65536))
-        for _ in range(10):  # 5 frames/s of a 25 FPS stream, for 2 s
+        for _ in range(20):  # 5 frames/s of a 25 FPS stream, for 4 s
             (_, payload), = reader.read(1)
             time.sleep(0.2)
         (_, payload), = reader.read(1)
         pixel = np.asarray(Image.open(io.BytesIO(payload)))[0, 0]
         behind = engine.poser.renders - (int(pixel[0]) + 256 * int(pixel[1]))
         feed.close()
-        # ~16 here; 43 and growing with waitress's and the kernel's default queues (see server.WAITRESS_QUEUE)
-        assert behind <= 25, f"the slow viewer was sent a frame {behind} frames old"
+        # ~16 here; with waitress's and the kernel's default queues 43 after 2 s, and growing
+        assert behind <= 30, f"the slow viewer was sent a frame {behind} frames old"
     finally:
         engine.close()
 

@@ -114,6 +114,7 @@ class WorkScheduler:
     def _work(self, next_job: Callable[[], bool]) -> None:
         one_torch_thread()
         lower_priority()
+        logged = None  # the failure logged with its traceback, while it repeats (twice a second otherwise)
         while True:
             with self._lock:
                 while self._paused and not self._closed:
@@ -124,8 +125,11 @@ class WorkScheduler:
                 if not next_job():
                     with self._lock:
                         self._lock.wait(0.02)
-            except Exception:
-                log.exception("smooth-stream worker failed on a job; continuing")
+                logged = None
+            except Exception as e:
+                if repr(e) != logged:
+                    log.exception("smooth-stream worker failed on a job; continuing (logged once while it repeats)")
+                    logged = repr(e)
                 time.sleep(0.5)
 
     # -- what the work costs -----------------------------------------------------------------------------------
