@@ -101,7 +101,10 @@ class Server:
 
     def close(self):
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 def measure(server: Server, viewers: list[Viewer], seconds: float) -> dict:

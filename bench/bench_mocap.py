@@ -21,7 +21,6 @@ import math
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -35,7 +34,9 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_delivery import Server  # noqa: E402
 from talkinghead.stream import PartReader  # noqa: E402
 
 
@@ -114,22 +115,13 @@ def main() -> int:
     ap.add_argument("--vmc-port", type=int, default=39597)
     a = ap.parse_args()
 
-    server = subprocess.Popen([sys.executable, "server.py", "--enable-modules=talkinghead", "--port", str(a.port),
-                               "--talkinghead-mocap", f"vmc:{a.vmc_port}"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{a.port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if requests.get(f"{base}/api/talkinghead/mocap", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                print("server did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
+        server = Server(a.port, ["--talkinghead-mocap", f"vmc:{a.vmc_port}"])
+    except SystemExit:
+        print("server did not start", file=sys.stderr)
+        return 1
+    base = server.base
+    try:
         viewer = Viewer(f"{base}/api/talkinghead/result_feed?format=jpeg&bg=808080")
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         address = ("127.0.0.1", a.vmc_port)
@@ -154,11 +146,7 @@ def main() -> int:
         frames = list(viewer.frames)
         viewer.close()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.close()
 
     def steady(t: float) -> np.ndarray:
         """The last frame received before t (the end of a hold)."""
