@@ -68,7 +68,7 @@ def lipsync():
     try:
         track = engine().lipsync(audio, start=start, offset_s=offset_ms / 1000, drive=not analyze_only)
     except lipsync_mod.AudioError as e:
-        raise bad_request(f"{e}; the animation is unchanged") from None
+        raise bad_request(f"{str(e).rstrip('.')}; the animation is unchanged") from None
     return jsonify(track.to_json(with_track=with_track or analyze_only))
 
 
