@@ -205,7 +205,7 @@ class Animator:
 
     def _play(self, track: MouthTrack, start: float, t: float) -> None:
         t = self._begin_event(t)
-        self._restart_mouth(t, talking=True, track=_TrackSpeech(track, start))
+        self._restart_mouth(t, talking=True, speech=_TrackSpeech(track, start))
 
     # -- the pose ------------------------------------------------------------------------------------------
     def pose_at(self, t: float) -> np.ndarray:
@@ -247,14 +247,14 @@ class Animator:
         self._blinks = _BlinkSchedule(self._random, self._events, t, self._blinks.last_start(t), rapid_until,
                                       self._settings)
 
-    def _restart_mouth(self, t: float, talking: bool, track: _TrackSpeech | None = None) -> None:
+    def _restart_mouth(self, t: float, talking: bool, speech: _Speech | _TrackSpeech | None = None) -> None:
+        """The mouth from t: `speech` if given (a lip-sync track), else random speech while talking, else the
+        emotion's."""
         base_vowels = self._face.value(t)[_VOWELS]
         offset = self._mouth.vowels(t, base_vowels) - base_vowels  # carried over, then fades out
         self._talking = talking
-        if track is not None:
-            speech = track
-        else:
-            speech = _Speech(self._random, self._events, t, self._settings) if talking else None
+        if speech is None and talking:
+            speech = _Speech(self._random, self._events, t, self._settings)
         self._mouth = _Mouth(t, offset, speech, self._settings)
 
     def _track_ended(self, t: float) -> bool:
@@ -599,11 +599,11 @@ class _Mouth:
         self._fade_in_step = 1.0 - (1.0 - self._step) ** _TALK_FADE_IN_FACTOR
 
     def vowels(self, t: float, emotion_vowels: np.ndarray) -> np.ndarray:
+        if isinstance(self.speech, _TrackSpeech):
+            return self._track_vowels(t, emotion_vowels)
         carried = self.offset * _decay(self._step, t - self.t0)
         if self.speech is None:
             return emotion_vowels + carried
-        if isinstance(self.speech, _TrackSpeech):
-            return self._track_vowels(t, emotion_vowels)
         speaking = 1.0 - _decay(self._fade_in_step, t - self.t0)
         return emotion_vowels + speaking * (self.speech.vowels(t) - emotion_vowels) + carried
 

@@ -57,7 +57,7 @@ class TalkingHead:
         if first_character is not None:
             self._set_character(first_character)
             self.renderer.render_now()
-        self._resume(unloaded=False)
+        self._resume()
 
     def close(self) -> None:
         with self._run_lock:
@@ -71,7 +71,7 @@ class TalkingHead:
         """Use an uploaded image as the character and resume. Raises ImageError; the old character stays."""
         rgba = load_character(data)
         self._set_character(rgba)
-        self._resume(unloaded=False)
+        self._resume()
         log.info("character loaded; animation running")
 
     def unload(self) -> None:
@@ -246,11 +246,11 @@ class TalkingHead:
         with self._run_lock:
             return "paused" if self._unloaded else "idle" if self._idle else "running"
 
-    def _resume(self, unloaded: bool) -> None:
-        """Render (a new character, or start-up): also with nobody watching, for idle_after seconds, so the
-        slot holds this character's frames when the first viewer comes."""
+    def _resume(self) -> None:
+        """Render (a new character, or start-up; also after unload): also with nobody watching, for idle_after
+        seconds, so the slot holds this character's frames when the first viewer comes."""
         with self._run_lock:
-            self._unloaded = unloaded
+            self._unloaded = False
             self._idle = False
             if self.viewers.count == 0:
                 self._arm_idle_timer()
