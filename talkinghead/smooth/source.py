@@ -10,6 +10,7 @@ own small locks; the disk store is written by the keyframe worker only.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -104,6 +105,16 @@ class SmoothSource:
         the workers' face and keyframe in progress (work for the old character), and start none until
         image_changed() or image_kept(). Before, a load waited ~0.5 s for the face worker's runs."""
         self._cancellation.stop_for_new_image()
+
+    @contextlib.contextmanager
+    def workers_held(self):
+        """While the block runs, the workers' runs in progress stop and none start (an exact still takes
+        the cores and the poser); they go on after it."""
+        self._cancellation.stop_for_new_image()
+        try:
+            yield
+        finally:
+            self.image_kept()
 
     def image_kept(self) -> None:
         """The new character was not set after all (image_coming() without image_changed())."""
