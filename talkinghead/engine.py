@@ -7,6 +7,7 @@ with `idle_after`, rendering stops when nobody has watched for that long and res
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from talkinghead import backends, cpu, emotions, encode, lipsync, pose as pose_mod
+from talkinghead import cpu, emotions, encode, lipsync, pose as pose_mod
 from talkinghead.animator import Animator
 from talkinghead.image import load_character
 from talkinghead.renderer import Renderer
@@ -58,7 +59,6 @@ class TalkingHead:
         self.renderer = Renderer(self._render_frame, fps=fps, clock=clock)
         self.slot = self.renderer.slot
         self.lipsync_tracks = 0  # tracks received to drive the mouth (stats)
-        self._stills: dict | None = None  # the networks on all cores for render_still (smooth mode)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self, first_character: np.ndarray | None = None) -> None:
@@ -204,31 +204,11 @@ class TalkingHead:
     # -- queries -----------------------------------------------------------------------------------------
     def render_still(self, pose: np.ndarray) -> bytes:
         """The exact PNG of the current character in `pose` (no cache, no approximation). With a smooth
-        stream it takes the cores the stream leaves: the workers' runs in progress stop (a keyframe or a face
-        is made again later; the stream goes on from the keyframes it has), and the networks run on all
-        cores, not on the workers' one thread each (~310 ms instead of ~690 on 2 cores)."""
-        if not self.source:
-            with self._poser_lock:
-                rgba = self.poser.render(pose)
-            return encode.png(rgba)
-        networks = self._still_networks()
-        with self.source.workers_held(), self._poser_lock:
-            own = {name: self.poser.networks[name] for name in networks}
-            self.poser.networks.update(networks)
-            try:
-                rgba = self.poser.render(pose)
-            finally:
-                self.poser.networks.update(own)
+        stream the still takes the cores: the workers' runs in progress stop (a keyframe or a face is made
+        again later; the stream goes on from the keyframes it has) and start again after it."""
+        with (self.source.workers_held() if self.source else contextlib.nullcontext()), self._poser_lock:
+            rgba = self.poser.render(pose)
         return encode.png(rgba)
-
-    def _still_networks(self) -> dict:
-        """The networks compiled again for all cores, once (first still: ~1 s)."""
-        with self._run_lock:
-            if self._stills is None:
-                self._stills = backends.networks_with_threads(self.poser, backends.default_threads())
-                log.info("exact stills: %d networks compiled for %d threads", len(self._stills),
-                         backends.default_threads())
-            return self._stills
 
     def emotion_pose(self, name: str) -> np.ndarray:
         with self._state_lock:

@@ -8,7 +8,7 @@ import torch
 from talkinghead import pose as P
 from talkinghead.smooth.compose import Blender, compose, to_rgba_uint8
 from talkinghead.smooth.faces import FACE_BOX
-from talkinghead.smooth.keyframes import Keyframe
+from talkinghead.smooth.keyframes import Keyframe, pixel_grid
 from talkinghead.tha3.poser import tensor_to_rgba_uint8_tensor
 
 
@@ -45,20 +45,28 @@ def keyframe(head_y: float, value: float) -> Keyframe:
     pose = np.zeros(45, np.float32)
     pose[P.INDEX["head_y_index"]] = head_y
     fill = np.full((2, 2, 4), value, np.float16)
-    return Keyframe(pose, 0, np.full((2, 2, 2), value, np.float32), fill, fill)
+    return Keyframe(pose, 0, np.full((2, 2, 2), value, np.float16), fill, fill)
 
 
 def test_a_frame_blends_its_keyframes_outputs_by_their_weights():
     a, b, c = keyframe(0.0, 0.0), keyframe(0.4, 1.0), keyframe(0.8, 2.0)
     grid, color, alpha = Blender().outputs([(a, 0.25), (b, 0.5), (c, 0.25)])
-    assert all(np.allclose(x, 1.0) for x in (grid, color, alpha))
+    assert np.allclose(grid, pixel_grid(2, 2) + 1.0)  # each pixel samples one pixel right and down
+    assert np.allclose(color, 1.0) and np.allclose(alpha, 1.0)
     assert color.dtype == np.float32  # blended in float32, though kept in half
 
 
 def test_a_single_keyframe_is_shown_as_it_is():
     a = keyframe(0.0, 0.5)
     grid, color, alpha = Blender().outputs([(a, 1.0)])
-    assert grid is a.sample_map and np.array_equal(color, a.color.astype(np.float32))
+    assert np.array_equal(grid, a.sample_map) and np.array_equal(color, a.color.astype(np.float32))
+
+
+def test_a_keyframe_keeps_the_sampling_map_within_two_hundredths_of_a_pixel():
+    rng = np.random.default_rng(0)
+    sample_map = pixel_grid(512, 512) + rng.uniform(-60, 60, (512, 512, 2)).astype(np.float32)
+    kept = Keyframe.of(np.zeros(45), 0, sample_map, np.zeros((512, 512, 4)), np.zeros((512, 512, 4)))
+    assert np.abs(kept.sample_map - sample_map).max() < 0.02 and kept.nbytes == 5 * 2 ** 20
 
 
 def test_the_srgb_table_is_within_one_level_of_the_exact_conversion():

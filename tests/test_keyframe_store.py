@@ -22,7 +22,7 @@ def pose(head_y: float = 0.0, neck_z: float = 0.0, breathing: float = 0.0, smile
 
 def keyframe(p: np.ndarray, value: float = 0.0, size: int = 2) -> Keyframe:
     fill = np.full((size, size, 4), value, np.float16)
-    return Keyframe(p, 0, np.full((size, size, 2), value, np.float32), fill, fill)
+    return Keyframe(p, 0, np.full((size, size, 2), value, np.float16), fill, fill)
 
 
 def store_of(*poses: np.ndarray, max_bytes: int = 2 ** 30) -> KeyframeStore:

@@ -38,7 +38,7 @@ class FakeWork:
 
     def render_keyframe(self, pose):
         self.rendered.append(pose)
-        tiny = np.zeros((1, 1, 1))
+        tiny = np.zeros((1, 1, 1), np.float16)
         keyframe = Keyframe(pose, 0, tiny, tiny, tiny)
         self.keyframes.add(keyframe)
         return keyframe

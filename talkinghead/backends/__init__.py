@@ -162,20 +162,11 @@ def _backend_networks(poser, names: Sequence[str]) -> list[BackendNetwork]:
     return [n for n in (poser.networks.get(name) for name in names) if isinstance(n, BackendNetwork)]
 
 
-def networks_with_threads(poser, threads: int) -> dict[str, nn.Module]:
-    """The poser's backend networks compiled again with `threads` threads each, by name (torch modules are
-    not in it: they follow torch's own thread count). For exact stills beside a stream whose networks run
-    on one thread each."""
-    return {name: network.with_threads(threads) for name, network in poser.networks.items()
-            if isinstance(network, BackendNetwork)}
-
-
 def active_backend(poser) -> str:
     """The backend the poser's per-frame networks run on."""
     return next((n.backend for n in poser.networks.values() if isinstance(n, BackendNetwork)), "torch")
 
 
 __all__ = ["BACKENDS", "BackendError", "BackendNetwork", "Cancelled", "INPUT_SHAPES", "KEEP_IN_TORCH", "active_backend",
-           "apply_backend", "available_backends", "cancel_runs", "default_threads", "example_inputs", "networks_with_threads",
-           "reset_cancels",
+           "apply_backend", "available_backends", "cancel_runs", "default_threads", "example_inputs", "reset_cancels",
            "resolve", "wrap_network"]

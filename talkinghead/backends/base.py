@@ -49,10 +49,6 @@ class BackendNetwork(nn.Module):
         """Runs are accepted again after a sticky cancel()."""
         self.refusing = False
 
-    def with_threads(self, threads: int) -> BackendNetwork:
-        """The same graph compiled again to run on `threads` threads (a second copy of the network)."""
-        raise NotImplementedError
-
     def _cancel_run(self) -> None:
         """Stop the run in progress, if the backend can."""
 

@@ -39,6 +39,3 @@ class OnnxRuntimeNetwork(BackendNetwork):
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, dict(zip(self.input_names, arrays)))  # Run is thread-safe
-
-    def with_threads(self, threads: int) -> OnnxRuntimeNetwork:
-        return OnnxRuntimeNetwork(self.graph, self.name, threads=threads)

@@ -55,7 +55,6 @@ class OpenVinoNetwork(BackendNetwork):
 
     def __init__(self, graph: ExportedGraph, name: str, *, threads: int, cache_dir: Path | None = None):
         super().__init__(graph, name)
-        self.cache_dir = cache_dir
         self.compiled = core().compile_model(str(graph.path), "CPU", compile_config(threads, cache_dir))
         self.request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # an infer request serves one caller at a time
@@ -76,9 +75,6 @@ class OpenVinoNetwork(BackendNetwork):
             # Outputs are copied: the request's own buffers are overwritten by the next call, and callers
             # may keep a frame that long.
             return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
-
-    def with_threads(self, threads: int) -> OpenVinoNetwork:
-        return OpenVinoNetwork(self.graph, self.name, threads=threads, cache_dir=self.cache_dir)
 
     def _cancel_run(self) -> None:
         self.request.cancel()  # a no-op when nothing runs

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from talkinghead.smooth.faces import FACE_BOX
-from talkinghead.smooth.keyframes import Keyframe
+from talkinghead.smooth.keyframes import Keyframe, pixel_grid
 
 EditorOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # sampling map (H, W, 2), colour change, its alpha
 
@@ -33,7 +33,7 @@ def editor_outputs(grid_change: torch.Tensor, color: torch.Tensor, alpha: torch.
     of the clock takes 6 MB instead of 10)."""
     h, w = grid_change.shape[2:]
     change = grid_change[0].permute(1, 2, 0).float().numpy()
-    sample_map = _pixel_grid(h, w) + change * np.array([w / 2, h / 2], np.float32)
+    sample_map = pixel_grid(h, w) + change * np.array([w / 2, h / 2], np.float32)
     return (sample_map.astype(np.float32),
             color[0].permute(1, 2, 0).to(torch.float16).contiguous().numpy(),
             alpha[0].permute(1, 2, 0).to(torch.float16).contiguous().numpy())
@@ -91,18 +91,12 @@ _TABLE_HALF = 65535 / 2
 _SRGB_TABLE, _LINEAR_TABLE = _srgb_table()
 
 
-def _pixel_grid(h: int, w: int) -> np.ndarray:
-    """Each pixel's own coordinates (x, y): where it samples with no warp."""
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return np.stack([xs, ys], axis=-1)
-
-
 class Blender:
     """A frame's editor outputs: its keyframes' outputs summed by their weights (interpolation.py). Used by the
     frame thread only: it keeps float32 copies of the keyframes it blended last (consecutive frames share most
     of theirs; a copy costs ~2 ms, a blend ~1 ms per keyframe)."""
 
-    KEEP = 10
+    KEEP = 6
 
     def __init__(self):
         self._float: collections.OrderedDict[Keyframe, EditorOutputs] = collections.OrderedDict()

@@ -46,14 +46,6 @@ def character_key(rgba: np.ndarray, model: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def _pixel_grid() -> np.ndarray:
-    xs, ys = np.meshgrid(np.arange(SIZE, dtype=np.float32), np.arange(SIZE, dtype=np.float32))
-    return np.stack([xs, ys], axis=-1)
-
-
-_GRID = _pixel_grid()
-
-
 class KeyframeDisk:
     def __init__(self, directory: Path | str, model: str, *,
                  max_bytes_per_character: int = DEFAULT_MAX_BYTES_PER_CHARACTER,
@@ -69,9 +61,10 @@ class KeyframeDisk:
 
     # -- writing ------------------------------------------------------------------------------------------
     def save(self, character: str, number: int, pose: np.ndarray, outputs) -> None:
-        """Keep one keyframe of this character; then trim to the budgets. A disk that cannot be written
-        only costs the warm start: logged, not raised."""
-        sample_map, color, alpha = outputs
+        """Keep one keyframe of this character (outputs: a Keyframe's offset, colour change and alpha, half
+        precision); then trim to the budgets. A disk that cannot be written only costs the warm start:
+        logged, not raised."""
+        offset, color, alpha = outputs
         folder = self.directory / character
         header = json.dumps({"format": FORMAT, "character": character, "model": self.model})
         try:
@@ -79,7 +72,7 @@ class KeyframeDisk:
             temporary = folder / f".{number}.{os.getpid()}.tmp"
             with open(temporary, "wb") as f:
                 np.savez(f, header=np.array(header), pose=np.asarray(pose, np.float32),
-                         offset=(sample_map - _GRID).astype(np.float16), color=color.astype(np.float16),
+                         offset=offset.astype(np.float16), color=color.astype(np.float16),
                          alpha=alpha.astype(np.float16))
             os.replace(temporary, folder / f"{number}-{time.time_ns()}.npz")
             os.utime(folder)
@@ -104,8 +97,8 @@ class KeyframeDisk:
 
     # -- reading ------------------------------------------------------------------------------------------
     def load(self, character: str) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-        """The character's keyframes as (pose, (sample_map float32, colour float16, alpha float16)), the most
-        recently made first. Refused files are removed, with one log line."""
+        """The character's keyframes as (pose, (offset, colour change, alpha), half precision: a Keyframe's
+        arrays), the most recently made first. Refused files are removed, with one log line."""
         folder = self.directory / character
         if not folder.is_dir():
             return
@@ -142,8 +135,7 @@ class KeyframeDisk:
         arrays = (pose, offset, color, alpha)
         if not all(np.isfinite(a).all() for a in arrays):
             raise ValueError("values that are not finite")
-        return (pose.astype(np.float32),
-                (offset.astype(np.float32) + _GRID, color.astype(np.float16), alpha.astype(np.float16)))
+        return pose.astype(np.float32), (offset.astype(np.float16), color.astype(np.float16), alpha.astype(np.float16))
 
 
 def _mtime(path: Path) -> float:

@@ -10,6 +10,7 @@ lock guards the list and the points matrix; a Keyframe's arrays are never writte
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from dataclasses import dataclass, field
@@ -18,24 +19,40 @@ import numpy as np
 
 from talkinghead.smooth import interpolation
 
-# Keyframes kept in memory: 6 MB each (a float32 sampling map, half-precision colour change and alpha), so
-# ~65 of them, enough for the poses of several emotions' idle sway and a capture session's head range.
-DEFAULT_MAX_BYTES = 400 * 2 ** 20
+# Keyframes kept in memory: 5 MB each (half precision: the sampling map as each pixel's offset, the colour
+# change and its alpha), so ~32 of them: the resting poses and turns of the last half minute or so, and the
+# coming ones. With the face cache and the networks the server stays within ~1.5 GB.
+DEFAULT_MAX_BYTES = 160 * 2 ** 20
 
 _numbers = itertools.count(1)
 
 
 @dataclass(eq=False)
 class Keyframe:
-    """The editor's outputs for one exact pose, in the composer's layout (compose.editor_outputs). `pose` is
-    the pose it was rendered at, with its resting face (no blink, the emotion's mouth)."""
+    """The editor's outputs for one exact pose. `pose` is the pose it was rendered at, with its resting face
+    (no blink, the emotion's mouth). The sampling map is kept as each pixel's offset from its own position
+    in half precision: within 0.02 px for the offsets THA3 makes (the map itself in half precision would move
+    edges by up to 0.25 px)."""
     pose: np.ndarray
     image_version: int
-    sample_map: np.ndarray  # (512, 512, 2) float32: where each pixel samples the image, in pixels
-    color: np.ndarray       # (512, 512, 4) float16: colour change
-    alpha: np.ndarray       # (512, 512, 4) float16: colour-change alpha
+    offset: np.ndarray  # (512, 512, 2) float16: where each pixel samples the image, minus its own position
+    color: np.ndarray   # (512, 512, 4) float16: colour change
+    alpha: np.ndarray   # (512, 512, 4) float16: colour-change alpha
     number: int = field(default_factory=lambda: next(_numbers))  # for logs and frame metadata
-    last_used: float = 0.0  # the store's clock when a frame last blended it (least recently used goes first)
+    last_used: float = 0.0  # the store's use count when a frame last blended it (least recently used go first)
+
+    @classmethod
+    def of(cls, pose: np.ndarray, image_version: int, sample_map: np.ndarray, color: np.ndarray,
+           alpha: np.ndarray) -> Keyframe:
+        """A keyframe from the editor's outputs in the composer's layout (compose.editor_outputs)."""
+        offset = (sample_map - pixel_grid(*sample_map.shape[:2])).astype(np.float16)
+        return cls(np.asarray(pose, np.float32), image_version, offset, color.astype(np.float16),
+                   alpha.astype(np.float16))
+
+    @property
+    def sample_map(self) -> np.ndarray:
+        """(H, W, 2) float32: where each pixel samples the image, in pixels (cv2.remap's map)."""
+        return self.offset.astype(np.float32) + pixel_grid(*self.offset.shape[:2])
 
     @property
     def point(self) -> np.ndarray:
@@ -43,7 +60,16 @@ class Keyframe:
 
     @property
     def nbytes(self) -> int:
-        return self.sample_map.nbytes + self.color.nbytes + self.alpha.nbytes
+        return self.offset.nbytes + self.color.nbytes + self.alpha.nbytes
+
+
+@functools.cache
+def pixel_grid(h: int, w: int) -> np.ndarray:
+    """Each pixel's own coordinates (x, y): where it samples with no warp. Read only."""
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid = np.stack([xs, ys], axis=-1)
+    grid.flags.writeable = False
+    return grid
 
 
 class KeyframeStore:

@@ -260,7 +260,7 @@ class SmoothSource:
             self.keyframes.add(keyframe)
         if self.disk is not None and character_key is not None:
             self.disk.save(character_key, keyframe.number, keyframe.pose,
-                           (keyframe.sample_map, keyframe.color, keyframe.alpha))
+                           (keyframe.offset, keyframe.color, keyframe.alpha))
 
     @torch.inference_mode()
     def _render_keyframe(self, pose: np.ndarray, future=ANY) -> Keyframe | None:
@@ -285,7 +285,7 @@ class SmoothSource:
                 grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
             except backends.Cancelled:
                 return None
-        keyframe = Keyframe(np.array(pose, dtype=np.float32), version, *editor_outputs(grid, color, alpha))
+        keyframe = Keyframe.of(pose, version, *editor_outputs(grid, color, alpha))
         self.keyframes_rendered += 1
         self.last_keyframe_ms = (time.perf_counter() - started) * 1000
         self.timings["keyframe"] = self.last_keyframe_ms
