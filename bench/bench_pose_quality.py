@@ -114,10 +114,20 @@ class Recorder:
         self._thread.join()
 
 
-def quality(poser: Poser, kept) -> tuple[float, float, int]:
-    faces = [psnr(over_grey(rgba)[FACE], over_grey(poser.render(meta["pose"]))[FACE]) for _, rgba, meta in kept]
+def quality(poser: Poser, kept, save: Path | None = None, name: str = "") -> tuple[float, float, int]:
+    """Face PSNR of the kept frames against exact renders of their poses: mean, worst, count. save: write the
+    worst frame beside its exact render there (PNG)."""
+    exact = [poser.render(meta["pose"]) for _, _, meta in kept]
+    faces = [psnr(over_grey(rgba)[FACE], over_grey(e)[FACE]) for (_, rgba, _), e in zip(kept, exact)]
     if not faces:
         return float("nan"), float("nan"), 0
+    if save is not None:
+        from PIL import Image
+        worst = int(np.argmin(faces))
+        pair = np.concatenate([kept[worst][1], exact[worst]], axis=1)
+        Image.fromarray(pair).save(save / f"worst-{name.split(':')[0].split(',')[0].replace(' ', '-')}.png")
+        print(f"  worst {name}: {faces[worst]:.1f} dB, blend {kept[worst][2].get('blend')}, "
+              f"error {kept[worst][2].get('blend_error')}")
     return statistics.mean(faces), min(faces), len(faces)
 
 
@@ -136,6 +146,7 @@ def main() -> int:
     ap.add_argument("--turn", type=float, default=10.0)
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--save", default=None, help="folder for each phase's worst frame beside its exact render")
     a = ap.parse_args()
 
     poser = Poser.load(weights.MODELS_DIR, "separable_float", "cpu")
@@ -206,7 +217,7 @@ def main() -> int:
     print("| phase | face mean dB | face worst dB | frames compared | distinct frames/s |")
     print("|---|---|---|---|---|")
     for name, start, end in rows:
-        mean, worst, n = quality(poser, recorder.kept_between(start, end))
+        mean, worst, n = quality(poser, recorder.kept_between(start, end), Path(a.save) if a.save else None, name)
         print(f"| {name} | {mean:.1f} | {worst:.1f} | {n} | {distinct_per_second(recorder, start, end):.1f} |")
     finite = [x for x in latencies if math.isfinite(x)]
     print(f"\n| head step: first frame closer to the new pose than the old (head box) | median "

@@ -103,14 +103,22 @@ class Blender:
         self._float: collections.OrderedDict[Keyframe, EditorOutputs] = collections.OrderedDict()
 
     def outputs(self, used: list[tuple[Keyframe, float]]) -> EditorOutputs:
+        """The blended outputs. Weights may be negative (a pose beyond its keyframes): the warp follows them,
+        but the colour change and its alpha take only the positive ones (renormalised) — extrapolated, an
+        alpha edge leaves a ghost of itself beside the character."""
+        if len(used) == 1:
+            return self._float_outputs(used[0][0])
+        positive = [(k, w) for k, w in used if w > 0.0]
+        total = sum(w for _, w in positive)
+        convex = [(k, w / total) for k, w in positive]
+        return (self._blend(used, 0),) + tuple(self._blend(convex, i) for i in (1, 2))
+
+    def _blend(self, used: list[tuple[Keyframe, float]], which: int) -> np.ndarray:
         (first, w0), rest = used[0], used[1:]
-        if not rest:
-            return self._float_outputs(first)
-        total = [a * np.float32(w0) for a in self._float_outputs(first)]
+        total = self._float_outputs(first)[which] * np.float32(w0)
         for keyframe, w in rest:
-            for out, a in zip(total, self._float_outputs(keyframe)):
-                cv2.scaleAdd(a, w, out, dst=out)
-        return tuple(total)
+            cv2.scaleAdd(self._float_outputs(keyframe)[which], w, total, dst=total)
+        return total
 
     def _float_outputs(self, keyframe: Keyframe) -> EditorOutputs:
         outputs = self._float.get(keyframe)
