@@ -16,7 +16,7 @@ point its weight is 1: there the frame is the exact render.
 
 How good a blend will be (`Blend.error`) is what the keyframe worker reads to decide where a new keyframe is
 needed: the second-order error of interpolating (weights times squared distances, in gaps²: 0.25 halfway
-between two keyframes one gap apart) plus the first-order error of what the keyframes cannot reproduce (a pose
+between two keyframes one gap apart) plus (twice) the first-order error of what the keyframes cannot reproduce (a pose
 outside the directions they span, e.g. a breath with only one keyframe at this head pose).
 
 Pure numpy, no state: the store (keyframes.py) calls it under its lock.
@@ -41,7 +41,7 @@ FACE = slice(0, P.NUM_EYEBROW + P.NUM_FACE)
 DIMENSIONS = P.NUM_EYEBROW + P.NUM_FACE + P.NUM_ROTATION
 NEIGHBOURS = 8  # keyframes a frame may blend
 LINEAR = 100.0  # how strongly the weights must reproduce the frame's point (vs favour near keyframes)
-UNREPRODUCED = 4.0  # error per gap of the frame's point the keyframes cannot reach (first order)
+UNREPRODUCED = 2.0  # error per gap of the frame's point the keyframes cannot reach (first order)
 MAX_SPREAD = 2.0  # sum of |weights| at most: extrapolating further only amplifies the keyframes' differences
 SAME = 1e-10  # gaps²: a point this close to a keyframe's is that keyframe
 

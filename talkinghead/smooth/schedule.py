@@ -237,13 +237,14 @@ class WorkScheduler:
         return True
 
     def next_keyframe(self, now: float) -> np.ndarray | None:
-        """The (resting-face) pose of the next keyframe to render: the first coming frame, from now to
-        KEYFRAME_LOOKAHEAD ahead, whose blend would be worse than MAX_ERROR, moved on along the motion
+        """The (resting-face) pose of the next keyframe to render: the first coming frame, from the first one
+        a render started now can be in time for to KEYFRAME_LOOKAHEAD ahead, whose blend would be worse than
+        MAX_ERROR, moved on along the motion
         (`_reach`), breathing at the nearer end of a breath (a breath interpolates to within 55 dB, so two
         keyframes serve a resting head's every breath). None: every coming frame is served."""
         step = SCAN_STRIDE / max(self.animation.fps(), 1.0)
         future = (self.animation.generation(), self._character(), len(self.keyframes), self.keyframes.evicted)
-        tick = math.floor(now / step)
+        tick = math.ceil((now + min(self.keyframe_cost, 1.0)) / step)  # the first frame it can be in time for
         if self._covered[0] == future:
             tick = max(tick, self._covered[1])
         last_tick = math.floor((now + KEYFRAME_LOOKAHEAD) / step)
@@ -256,6 +257,8 @@ class WorkScheduler:
                 for keyframe in (self._reach(pose, previous, tick, last_tick, step), pose):
                     keyframe = self._breath_end(keyframe)
                     if self.keyframes.error(keyframe) > 0.0:  # not one the store has already
+                        log.debug("keyframe for the frame at %.2f s (%.2f s ahead): its blend error %.2f",
+                                  tick * step, tick * step - now, self.keyframes.error(pose))
                         return keyframe
                 # Nothing a keyframe could add here (the store has both): take the frame as served.
             previous = pose
@@ -269,14 +272,14 @@ class WorkScheduler:
         """The furthest coming pose, from `pose` on, within SPAN of where coverage ends (`previous`, the last
         served pose; else `pose`) and with the motion between within BEND of the straight line to it: one
         keyframe there serves the whole stretch."""
-        start = interpolation.point(previous if previous is not None else pose)
+        start = _unbreathing_point(previous if previous is not None else pose)
         chosen, between = pose, []
         for later in range(tick + 1, min(last_tick, tick + 2 * int(1.0 / step)) + 1):
             candidate = self.animation.base_pose_at(later * step)
-            end = interpolation.point(candidate)
+            end = _unbreathing_point(candidate)
             if np.linalg.norm(end - start) > SPAN or any(_off_line(p, start, end) > BEND for p in between):
                 break
-            between.append(interpolation.point(chosen))
+            between.append(_unbreathing_point(chosen))
             chosen = candidate
         return chosen
 
@@ -290,6 +293,14 @@ class WorkScheduler:
             end[breathing] = value
             ends.append(end)
         return ends[0] if self.keyframes.error(ends[0]) > 0.0 else ends[1]
+
+
+def _unbreathing_point(pose: np.ndarray) -> np.ndarray:
+    """The pose's point in the keyframe space with breathing left out: a keyframe's breathing is put at an end
+    of a breath anyway (_breath_end), so only the rest of the motion decides how far one reaches."""
+    pose = np.array(pose, dtype=np.float32)
+    pose[P.INDEX["breathing_index"]] = 0.0
+    return interpolation.point(pose)
 
 
 def _off_line(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
