@@ -48,5 +48,20 @@ if $want_test; then
       say "chromium not found (apt-get install chromium chromium-driver); browser tests will be skipped"
     fi
   fi
+  # SillyTavern 1.19.0, the npm package, for the extension's end-to-end test (a few hundred MB, once).
+  st=.cache/sillytavern-1.19.0
+  if [ ! -f "$st/.installed" ]; then
+    if command -v npm >/dev/null 2>&1; then
+      say "installing SillyTavern 1.19.0 (npm) into $st for the extension's end-to-end test"
+      mkdir -p "$st"
+      if npm install --prefix "$st" --no-audit --no-fund --loglevel=error --omit=dev sillytavern@1.19.0 >/dev/null; then
+        touch "$st/.installed"
+      else
+        say "could not install SillyTavern 1.19.0 with npm; its end-to-end test will be skipped"
+      fi
+    else
+      say "npm not found (apt-get install nodejs npm); the SillyTavern end-to-end tests will be skipped"
+    fi
+  fi
 fi
 say "ready"
