@@ -405,6 +405,9 @@ FAKE_VOICE = """
     pause() {}, resume() {}, addEventListener() {}, removeEventListener() {},
   };
   Object.defineProperty(window, 'speechSynthesis', {configurable: true, get: () => synth});
+  // An utterance takes this voice (a real one only takes a SpeechSynthesisVoice).
+  Object.defineProperty(SpeechSynthesisUtterance.prototype, 'voice', {
+    configurable: true, get() { return this.__voice ?? null; }, set(value) { this.__voice = value; }});
 })();
 """
 
@@ -580,12 +583,17 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
         # lip-sync reaches our server and the mouth, at rest before, opens while the clip plays.
         # Faces come slowly on a busy CPU (SillyTavern, Chromium and our server share it): wait until the
         # emotion's new face has arrived and the mouth is at rest.
-        assert chrome.execute_async_script(
-            "__th.settle(arguments[0], 2000, 30000).then(arguments[arguments.length - 1])", box), \
-            "the mouth did not come to rest"
-        chrome.execute_script("__th.startMouth(arguments[0])", box)
-        time.sleep(2.0)
-        still = chrome.execute_script("return __th.stopMouth()")
+        # (SillyTavern's Character Expressions classifies the message on our server too, a little later: a
+        # face that changes while the mouth should be still is waited out.)
+        for _ in range(3):
+            assert chrome.execute_async_script(
+                "__th.settle(arguments[0], 2000, 30000).then(arguments[arguments.length - 1])", box), \
+                "the mouth did not come to rest"
+            chrome.execute_script("__th.startMouth(arguments[0])", box)
+            time.sleep(2.0)
+            still = chrome.execute_script("return __th.stopMouth()")
+            if still and max(still) < 1.5:
+                break
         tracks = http_json(api + "/api/talkinghead/stats")["lipsync_tracks"]
         chrome.execute_script("__th.startMouth(arguments[0])", box)
         chat("/speak Hello there! Far away, across the sea, a bright balloon floated over the old harbour.")

@@ -17,6 +17,11 @@
 const SILENCE = /\/sounds\/silence\.mp3(\?|$)/; // SillyTavern plays this to unlock audio; not speech
 const SYNTH_POLL_MS = 250;
 const READY_KEEP = 16; // clips announced and not yet played (a long queue of generated clips)
+// A job whose provider fails emits no TTS_JOB_COMPLETE: talking from the events ends by itself after the
+// time its text takes to say (~15 characters a second, slowly) and some slack.
+const JOB_MS_PER_CHAR = 90;
+const JOB_SLACK_MS = 5000;
+const JOB_MAX_MS = 180000;
 /** Providers that play their audio themselves (always, or with their `streaming` setting on). */
 const SELF_PLAYING = new Set(['System']);
 
@@ -106,6 +111,11 @@ export class SpeechWatcher {
 
     async onJobStarted(data) {
         this.jobs += 1;
+        if (this.playsItself()) {
+            clearTimeout(this.jobTimer);
+            const ms = Math.min(JOB_MAX_MS, JOB_SLACK_MS + JOB_MS_PER_CHAR * String(data?.text ?? '').length / this.rateSetting());
+            this.jobTimer = setTimeout(() => this.endJobTalking(), ms);
+        }
         if (this.playsItself() && !this.jobTalking) {
             this.jobTalking = true;
             this.jobSynced = false;
@@ -152,7 +162,15 @@ export class SpeechWatcher {
 
     onJobComplete() {
         this.jobs = Math.max(0, this.jobs - 1);
-        if (this.jobs === 0 && this.jobTalking) {
+        if (this.jobs === 0) {
+            this.endJobTalking();
+        }
+    }
+
+    endJobTalking() {
+        clearTimeout(this.jobTimer);
+        this.jobs = 0;
+        if (this.jobTalking) {
             this.jobTalking = false;
             this.jobSynced = false;
             this.notify();
