@@ -126,6 +126,58 @@ def test_install_script_reads_data_root_and_handles_newer_and_older_versions(tmp
     assert result.returncode != 0 and "does not look like SillyTavern" in result.stderr
 
 
+def test_install_script_finds_the_data_root_of_each_layout(tmp_path):
+    """A git checkout, an npm install (its `sillytavern` command keeps data in the user's data folder),
+    $SILLYTAVERN_DATAROOT, --data-root DIR, and no folder named at all: it says what it found."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+
+    def run(*args, **extra):
+        return subprocess.run(["bash", str(INSTALL), *map(str, args)], capture_output=True, text=True, timeout=60,
+                              env={**env, **extra})
+
+    def installed(data_root: Path, user: str = "default-user") -> bool:
+        return (data_root / user / "extensions" / "talkinghead-extras" / "manifest.json").is_file()
+
+    checkout = fake_sillytavern(tmp_path / "SillyTavern", "1.19.0")
+    (checkout / ".git").mkdir()
+    result = run(checkout)
+    assert result.returncode == 0, result.stderr
+    assert installed(checkout / "data") and "a git checkout" in result.stdout
+    assert f"data root: {checkout / 'data'}" in result.stdout, result.stdout
+
+    npm = fake_sillytavern(tmp_path / "prefix" / "lib" / "node_modules" / "sillytavern", "1.19.0")
+    result = run(npm)
+    user_data = home / ".local" / "share" / "SillyTavern" / "data"
+    assert result.returncode == 0 and installed(user_data), result.stdout + result.stderr
+    assert "an npm install" in result.stdout and f"data root: {user_data}" in result.stdout, result.stdout
+    xdg = tmp_path / "xdg"
+    assert run(npm, XDG_DATA_HOME=str(xdg)).returncode == 0 and installed(xdg / "SillyTavern" / "data")
+    # Started with `node server.js` in the package folder: its own data/ has the users.
+    (npm / "data" / "default-user").mkdir(parents=True)
+    assert run(npm).returncode == 0 and installed(npm / "data")
+
+    # No folder named: the user data folder of the npm install, when there is one.
+    result = run("--user", "bob")
+    assert result.returncode == 0 and installed(user_data, "bob"), result.stdout + result.stderr
+
+    env_root = tmp_path / "from-env"
+    result = run(checkout, SILLYTAVERN_DATAROOT=str(env_root))
+    assert result.returncode == 0 and installed(env_root) and "SILLYTAVERN_DATAROOT" in result.stdout, result.stdout
+    assert run(SILLYTAVERN_DATAROOT=str(tmp_path / "env-only")).returncode == 0 and installed(tmp_path / "env-only")
+
+    explicit = tmp_path / "explicit"
+    result = run("--data-root", explicit)
+    assert result.returncode == 0 and installed(explicit) and "--data-root" in result.stdout, result.stdout
+    result = run("--data-root", tmp_path / "wins", checkout, SILLYTAVERN_DATAROOT=str(env_root))
+    assert installed(tmp_path / "wins"), result.stdout  # --data-root first
+
+    result = subprocess.run(["bash", str(INSTALL)], capture_output=True, text=True, timeout=60,
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path / "nobody")})
+    assert result.returncode != 0 and "no SillyTavern found" in result.stderr, result.stderr
+
+
 # -- end to end ----------------------------------------------------------------------------------------------
 
 def free_port() -> int:
