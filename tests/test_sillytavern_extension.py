@@ -707,7 +707,29 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
         assert "/api/talkinghead/start_talking" in calls and "/api/talkinghead/lipsync" not in calls, calls
         chrome.execute_script("$('#tts_provider').val('OpenAI Compatible').trigger('change')")
 
-        # 7. The tab hidden: the server pauses and the stream closes; shown again: it runs again.
+        # 7. Visual Novel mode (group chats) shows a copy of #expression-holder per member, made with jQuery's
+        # clone(): with the avatar in the sprite's place, the copy holds our <img>, a second stream. It is
+        # dropped at once; one stream stays.
+        chrome.execute_script("$('#th_extras_replace_sprite').prop('checked', true).trigger('change')")
+        wait_for(lambda: chrome.execute_script(
+            "return !!document.querySelector('#expression-holder #talkinghead_extras_feed')"), 10,
+            "the avatar in the sprite's place")
+        chrome.execute_script("""
+            const copy = $('#expression-holder').clone();
+            copy.attr('id', 'expression-test.png').attr('data-avatar', 'test.png');
+            $('#visual-novel-wrapper').append(copy);""")
+        time.sleep(1.0)
+        feeds = chrome.execute_script("return [...document.querySelectorAll('img')].filter("
+                                      "i => (i.getAttribute('src') || '').includes('/api/talkinghead/result_feed')).length")
+        assert feeds == 1, feeds
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["viewers"] == 1, 15, "one stream")
+        chrome.execute_script("$('#visual-novel-wrapper').empty();"
+                              "$('#th_extras_replace_sprite').prop('checked', false).trigger('change')")
+        wait_for(lambda: chrome.execute_script(
+            "return !!document.querySelector('#talkinghead_extras_panel #talkinghead_extras_feed')"), 10,
+            "the avatar back in its panel")
+
+        # 8. The tab hidden: the server pauses and the stream closes; shown again: it runs again.
         chrome.execute_script("""
             Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
             Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
@@ -741,7 +763,7 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
                             or f":{api_port}/" in e["message"])]
         assert not ours_logged, ours_logged
 
-        # 8. The server goes away: one notification that says what to check, the panel says it too, retries
+        # 9. The server goes away: one notification that says what to check, the panel says it too, retries
         # in the background; SillyTavern goes on.
         stop_process(ours)
         toasts = "return [...document.querySelectorAll('#toast-container .toast')].map(t => t.textContent)"
@@ -754,7 +776,7 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
         chat("/echo still fine")
         wait_for(lambda: "still fine" in chrome.execute_script(toasts + ".join(' ')"), 10, "SillyTavern to go on")
 
-        # 9. Another program answers on the URL (SillyTavern-Extras' /api/modules: no "server" field): the
+        # 10. Another program answers on the URL (SillyTavern-Extras' /api/modules: no "server" field): the
         # extension says so plainly instead of using it.
         other = OtherProgram()
         try:

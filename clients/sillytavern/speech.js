@@ -22,8 +22,10 @@ const READY_KEEP = 16; // clips announced and not yet played (a long queue of ge
 const JOB_MS_PER_CHAR = 90;
 const JOB_SLACK_MS = 5000;
 const JOB_MAX_MS = 180000;
-/** Providers that play their audio themselves (always, or with their `streaming` setting on). */
+/** Providers that play their audio themselves: always, or with their `streaming` setting on. Others are
+ * learned: a TTS_AUDIO_READY with an empty string instead of a clip. */
 const SELF_PLAYING = new Set(['System']);
+const SELF_PLAYING_WHEN_STREAMING = new Set(['TTS WebUI']);
 
 export class SpeechWatcher {
     /**
@@ -105,8 +107,8 @@ export class SpeechWatcher {
     playsItself() {
         const settings = this.ttsSettings() || {};
         const provider = this.provider();
-        return Boolean(provider) && (SELF_PLAYING.has(provider) || settings[provider]?.streaming === true
-            || this.learned.has(provider));
+        return Boolean(provider) && (SELF_PLAYING.has(provider) || this.learned.has(provider)
+            || (SELF_PLAYING_WHEN_STREAMING.has(provider) && settings[provider]?.streaming === true));
     }
 
     async onJobStarted(data) {
