@@ -262,6 +262,9 @@ def user_settings(st_dir: Path, api_url: str, tts_url: str) -> dict:
                               "available_voices": ["alloy"],
                               "voiceMap": {"Seraphina": "alloy", "[Default Voice]": "alloy"}},
         "System": {"rate": 1, "pitch": 1, "voiceMap": {"Seraphina": "Test Voice", "[Default Voice]": "Test Voice"}},
+        # 1.17+: streams the WAV from the endpoint and plays it through Web Audio (an AudioWorklet).
+        "TTS WebUI": {"provider_endpoint": tts_url, "streaming": True, "model": "chatterbox",
+                      "available_voices": ["alloy"], "voiceMap": {"Seraphina": "alloy", "[Default Voice]": "alloy"}},
     }
     ext["talkinghead_extras"] = {"enabled": True, "size": 320, "left": 1062, "top": 60}
     return settings
@@ -288,13 +291,27 @@ def speech_wav(text: str) -> bytes:
 
 
 class TtsEndpoint:
-    """POST /v1/audio/speech (OpenAI's TTS API) → WAV speech of `input`."""
+    """POST /v1/audio/speech (OpenAI's TTS API; TTS WebUI's too) → WAV speech of `input`. Open to the
+    browser (CORS): TTS WebUI fetches from the page."""
 
     def __init__(self):
         self.requests: list[str] = []
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def end_headers(self):
+                self.send_header("Access-Control-Allow-Origin", "*")
+                super().end_headers()
+
+            def do_OPTIONS(self):
+                self.send_response(204)
+                self.send_header("Access-Control-Allow-Methods", "POST, GET")
+                self.send_header("Access-Control-Allow-Headers", "Content-Type, Cache-Control")
+                self.end_headers()
+
+            def do_GET(self):
+                self.send_error(404)  # TTS WebUI's voice list: it falls back to its settings' voices
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if self.path != "/v1/audio/speech":
@@ -705,6 +722,25 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
                  "talking to stop after the System voice")
         calls = [h["path"] for h in history()[before:]]
         assert "/api/talkinghead/start_talking" in calls and "/api/talkinghead/lipsync" not in calls, calls
+        if events:
+            # 1.17+: a provider streaming through Web Audio (TTS WebUI, streaming on): TTS_AUDIO_READY carries
+            # no clip; the mouth talks from TTS_JOB_STARTED for about as long as the text takes to say.
+            chrome.execute_script("$('#tts_provider').val('TTS WebUI').trigger('change')")
+            wait_for(lambda: chrome.execute_script("return SillyTavern.getContext().extensionSettings.tts"
+                                                   ".currentProvider === 'TTS WebUI'"), 10, "the TTS WebUI provider")
+            time.sleep(1.0)
+            before, asked = len(history()), len(tts.requests)
+            completed = chrome.execute_script("return window.TalkingheadExtras.speech.completed")
+            chat("/speak And this one streams, played through Web Audio as it arrives.")
+            wait_for(lambda: len(tts.requests) > asked, 15, "TTS WebUI to ask the endpoint")
+            wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is True, 15,
+                     "talking while TTS WebUI plays")
+            wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is False, 20,
+                     "talking to stop after TTS WebUI")
+            calls = [h["path"] for h in history()[before:]]
+            assert "/api/talkinghead/start_talking" in calls and "/api/talkinghead/lipsync" not in calls, calls
+            # The job played and completed (a failed one ends talking by a timeout, and emits no TTS_JOB_COMPLETE).
+            assert chrome.execute_script("return window.TalkingheadExtras.speech.completed") == completed + 1
         chrome.execute_script("$('#tts_provider').val('OpenAI Compatible').trigger('change')")
 
         # 7. Visual Novel mode (group chats) shows a copy of #expression-holder per member, made with jQuery's

@@ -22,6 +22,9 @@ const READY_KEEP = 16; // clips announced and not yet played (a long queue of ge
 const JOB_MS_PER_CHAR = 90;
 const JOB_SLACK_MS = 5000;
 const JOB_MAX_MS = 180000;
+// A streaming provider's job completes when its stream has arrived, while its audio still plays: talking
+// goes on for about the time the text takes to say (~15 characters a second at rate 1).
+const SPEECH_MS_PER_CHAR = 65;
 /** Providers that play their audio themselves: always, or with their `streaming` setting on. Others are
  * learned: a TTS_AUDIO_READY with an empty string instead of a clip. */
 const SELF_PLAYING = new Set(['System']);
@@ -51,6 +54,7 @@ export class SpeechWatcher {
         this.events = false; // SillyTavern emits TTS job events (1.17+)
         this.ready = []; // TTS_AUDIO_READY clips not yet played: {blob, size, characterName, used}
         this.jobs = 0; // TTS jobs between TTS_JOB_STARTED and TTS_JOB_COMPLETE
+        this.completed = 0; // TTS_JOB_COMPLETE events seen (tests)
         this.jobTalking = false; // a provider that plays itself is speaking (from the job events)
         this.jobSynced = false; // … and its clip's track went to the server
         this.synthTalking = false; // the browser's speechSynthesis speaks
@@ -115,6 +119,7 @@ export class SpeechWatcher {
         this.jobs += 1;
         if (this.playsItself()) {
             clearTimeout(this.jobTimer);
+            this.jobSpeechEnd = Date.now() + SPEECH_MS_PER_CHAR * String(data?.text ?? '').length / this.rateSetting();
             const ms = Math.min(JOB_MAX_MS, JOB_SLACK_MS + JOB_MS_PER_CHAR * String(data?.text ?? '').length / this.rateSetting());
             this.jobTimer = setTimeout(() => this.endJobTalking(), ms);
         }
@@ -163,8 +168,17 @@ export class SpeechWatcher {
     }
 
     onJobComplete() {
+        this.completed += 1;
         this.jobs = Math.max(0, this.jobs - 1);
-        if (this.jobs === 0) {
+        if (this.jobs > 0 || !this.jobTalking) {
+            return;
+        }
+        // "System" resolves when the voice has finished; a stream may still be playing.
+        const rest = SELF_PLAYING.has(this.provider()) ? 0 : (this.jobSpeechEnd ?? 0) - Date.now();
+        clearTimeout(this.jobTimer);
+        if (rest > 0) {
+            this.jobTimer = setTimeout(() => this.endJobTalking(), rest);
+        } else {
             this.endJobTalking();
         }
     }
