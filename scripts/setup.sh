@@ -48,6 +48,8 @@ if $want_test; then
       say "chromium not found (apt-get install chromium chromium-driver); browser tests will be skipped"
     fi
   fi
+fi
+if $want_test; then
   # SillyTavern 1.19.0, the npm package, for the extension's end-to-end test (a few hundred MB, once).
   st=.cache/sillytavern-1.19.0
   if [ ! -f "$st/.installed" ]; then

@@ -713,6 +713,7 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
                                                ".currentProvider === 'System'"), 10, "the System provider")
         time.sleep(1.0)
         before = len(history())
+        completed = chrome.execute_script("return window.TalkingheadExtras.speech.completed")
         chat("/speak This one the browser speaks itself, with no audio element at all.")
         wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is True, 15,
                  "talking while the System voice speaks")
@@ -723,6 +724,7 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
         calls = [h["path"] for h in history()[before:]]
         assert "/api/talkinghead/start_talking" in calls and "/api/talkinghead/lipsync" not in calls, calls
         if events:
+            assert chrome.execute_script("return window.TalkingheadExtras.speech.completed") == completed + 1
             # 1.17+: a provider streaming through Web Audio (TTS WebUI, streaming on): TTS_AUDIO_READY carries
             # no clip; the mouth talks from TTS_JOB_STARTED for about as long as the text takes to say.
             chrome.execute_script("$('#tts_provider').val('TTS WebUI').trigger('change')")
