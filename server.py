@@ -166,7 +166,9 @@ def create_app(config: Config, engines: dict | None = None) -> Flask:
 
     @app.get("/api/modules")
     def _modules():
-        return jsonify(modules=config.modules)
+        # `server` and `version` tell clients this is talkinghead-extras (port 5100 is also the default of
+        # SillyTavern-Extras and raven-server); `modules` is SillyTavern-Extras' own field, unchanged.
+        return jsonify(modules=config.modules, server="talkinghead-extras", version=openapi.VERSION)
 
     app.register_blueprint(openapi.blueprint)  # GET /api/openapi.json
 
