@@ -41,9 +41,15 @@ FACE = slice(0, P.NUM_EYEBROW + P.NUM_FACE)
 DIMENSIONS = P.NUM_EYEBROW + P.NUM_FACE + P.NUM_ROTATION
 NEIGHBOURS = 8  # keyframes a frame may blend
 LINEAR = 100.0  # how strongly the weights must reproduce the frame's point (vs favour near keyframes)
-UNREPRODUCED = 2.0  # error per gap of the frame's point the keyframes cannot reach (first order)
+UNREPRODUCED = 2.0  # error per gap of the frame's point the keyframes cannot reach (first order) ...
+# ... beyond this many gaps (summed over the values): the idle sway's jitter (a few thousandths, ~0.1 gap) is
+# not worth a keyframe of its own.
+UNREPRODUCED_FREE = 0.1
 MAX_SPREAD = 2.0  # sum of |weights| at most: extrapolating further only amplifies the keyframes' differences
 SAME = 1e-10  # gaps²: a point this close to a keyframe's is that keyframe
+# Weights below this are dropped (and the rest renormalised): a keyframe joins or leaves the blend with 1 % of
+# its difference from the others, under a tenth of a pixel where they differ by ten.
+MIN_WEIGHT = 0.01
 
 
 def point(pose: np.ndarray) -> np.ndarray:
@@ -97,10 +103,10 @@ def blend_weights(points: np.ndarray, target: np.ndarray, neighbours: int = NEIG
     shepard /= shepard.sum()
     w = x / total if abs(total) > 1e-300 else shepard
     w = _limit_spread(w, shepard)
-    keep = np.abs(w) > 1e-4  # negligible weights cost a blend each; dropping them moves nothing visible
+    keep = np.abs(w) > MIN_WEIGHT  # each keyframe in a blend costs ~1 ms of the frame's 40
     w = w[keep] / w[keep].sum()
     unreproduced = np.abs(a[keep].T @ w).sum()
-    error = float(np.abs(w) @ dn[keep] + UNREPRODUCED * unreproduced)
+    error = float(np.abs(w) @ dn[keep] + UNREPRODUCED * max(unreproduced - UNREPRODUCED_FREE, 0.0))
     return Blend(near[keep], w, error)
 
 

@@ -71,7 +71,7 @@ class SmoothSource:
         self.keyframes_rendered = 0
         self.keyframes_loaded = 0  # from disk, for the current character
         self.last_keyframe_ms = 0.0
-        self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, compose
+        self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, blend, compose
         self.stale_frames = 0  # frames shown with a face that was not the exact one (cache miss)
 
     @property
@@ -178,7 +178,9 @@ class SmoothSource:
             if self._last_face is None:  # a new character: a keyframe's face stands in until ours is made
                 self._last_face = self._cached_face(used[0][0].pose)
         face, shown_key, stale = self._face_for(pose, t, generation)
+        started = time.perf_counter()
         sample_map, color, alpha = self._blender.outputs(used)
+        self.timings["blend"] = (time.perf_counter() - started) * 1000
         meta = {"pose": pose, "generation": generation, "character": version, "stale_face": stale,
                 "face_shown": shown_key, "keyframes": [k.number for k, _ in used],
                 "blend": [round(w, 4) for _, w in used], "blend_error": round(error, 4)}
