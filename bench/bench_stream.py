@@ -2,11 +2,17 @@
 to the exact render of the pose it shows, how fast events show, time to the first frame, peak memory.
 
     python bench/bench_stream.py [--seconds 30] [--backend auto] [--sample-every 5] [--list-below DB]
-                                 [--busy-cores N]
+                                 [--busy-cores N] [--visible-levels 8] [--visible-pixels 20]
 
 Runs the real engine (smooth mode, as the server does on a CPU) in this process with the classifier loaded
-too (for peak RSS), samples delivered frames, and afterwards renders the exact frame of each sampled pose
-with the same poser. PSNR is on RGB composited over mid-grey, 8-bit; "face" is rows 32:224, cols 160:352.
+too (for peak RSS), serves it over HTTP (the server's app and waitress, on a loopback port) to one PNG viewer of
+result_feed, and afterwards renders the exact frame of each sampled pose with the same poser. Frames/s, gaps
+and event latencies are what that viewer receives: distinct = bytes differ from the part before, visible =
+at least --visible-pixels pixels differ by more than --visible-levels (of 255); an event shows when a frame
+received after the command differs visibly *in the face* from the last one received before it (idle motion
+that moves the face — blinks, sway — is switched off for the events; breathing stays). The quality columns
+need each frame's pose, known only in process: they sample the frame slot (each sampled frame encoded as the
+viewers get it). PSNR is on RGB composited over mid-grey, 8-bit; "face" is rows 32:224, cols 160:352.
 --busy-cores N: N other processes busy-loop (at normal priority) while the smooth stream runs, as a chat
 client or a local LLM would compete for the cores; the stream should keep its FPS, making fewer keyframes.
 """
@@ -33,7 +39,31 @@ from talkinghead import smooth  # noqa: E402
 from talkinghead.image import load_character  # noqa: E402
 from talkinghead.tha3.poser import Poser  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_delivery import Viewer  # noqa: E402
+
 FACE = (slice(32, 224), slice(160, 352))
+# For the event latencies: idle motion that moves the face off (breathing stays).
+QUIET_FACE = {"blink_probability": 0.0, "sway_macro_strength": 0.0, "sway_micro_strength": 0.0}
+
+
+def serve(engine: TalkingHead):
+    """The server's app on `engine`, on a loopback port (waitress on a thread, as server.py runs it)."""
+    from server import Config, create_app, make_server
+
+    class Http:
+        def __init__(self):
+            app = create_app(Config(modules=["talkinghead"]), engines={"talkinghead": engine})
+            self.server = make_server(app, host="127.0.0.1", port=0, threads=16, asyncore_use_poll=True)
+            self.url = f"http://127.0.0.1:{self.server.effective_port}"
+            self.thread = threading.Thread(target=self.server.run, daemon=True)
+            self.thread.start()
+
+        def close(self):
+            self.server.close()
+            self.thread.join(timeout=5)
+
+    return Http()
 
 
 def over_grey(rgba: np.ndarray) -> np.ndarray:
@@ -106,19 +136,47 @@ def _how_made(sample) -> str:
             f"stale face {bool(meta.get('stale_face'))}")
 
 
-def event_latency(engine: TalkingHead, command) -> float:
-    """Seconds from a command to the first delivered frame whose face differs from the one before it
-    (the event shows: a new expression, an opening or closing mouth)."""
-    before = engine.slot.latest().meta.get("face_shown")
+class FaceChange:
+    """An `inspect` for bench_delivery.Viewer: the frame's face region, kept (as int16) for event latency."""
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        import io
+
+        from PIL import Image
+
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"), np.int16)[FACE]
+
+
+def event_latency(viewer, command, levels: int, pixels: int) -> float:
+    """Seconds from a command to the first frame the HTTP viewer receives whose face visibly differs (at least
+    `pixels` pixels by more than `levels`) from the last face it received before the command."""
+    before = viewer.parts[-1][2]
     start = time.monotonic()
     command()
-    seq = engine.slot.latest().seq
+    seen = len(viewer.parts)
     while time.monotonic() - start < 5:
-        frame = engine.slot.wait_newer(seq, timeout=0.5)
-        seq = frame.seq
-        if frame.meta.get("face_shown") != before:
-            return time.monotonic() - start
+        parts = viewer.parts[seen - 1:]
+        for t, _, face in parts:
+            if t > start and int((np.abs(face - before).max(axis=2) > levels).sum()) >= pixels:
+                return t - start
+        seen = max(seen, len(viewer.parts))
+        time.sleep(0.002)
     return float("inf")
+
+
+def http_figures(viewer, t0: float, t1: float, levels: int, pixels: int) -> dict:
+    """What the HTTP viewer received in [t0, t1): distinct and visible frames/s, and the gaps between them."""
+    from bench_delivery import gap_figures
+
+    times, before = [], None
+    distinct = viewer.distinct_times(t0, t1)
+    for t, _, face in list(viewer.parts):
+        if before is None or int((np.abs(face - before).max(axis=2) > levels).sum()) >= pixels:
+            if t0 <= t < t1:
+                times.append(t)
+        before = face
+    return {"distinct": len(distinct) / (t1 - t0), "distinct_gaps": gap_figures(distinct, t0, t1),
+            "visible": len(times) / (t1 - t0), "visible_gaps": gap_figures(times, t0, t1)}
 
 
 @contextlib.contextmanager
@@ -144,7 +202,10 @@ def main() -> int:
     ap.add_argument("--settings", default="{}", help='animator settings as JSON, e.g. {"sway_micro_strength": 0}')
     ap.add_argument("--busy-cores", type=int, default=0, metavar="N",
                     help="N busy-looping processes compete for the cores while the smooth stream runs")
+    ap.add_argument("--visible-levels", type=int, default=8, help="a pixel changed: by more than this (of 255)")
+    ap.add_argument("--visible-pixels", type=int, default=20, help="a frame visibly new: this many pixels changed")
     args = ap.parse_args()
+    vis = (args.visible_levels, args.visible_pixels)
     settings = json.loads(args.settings)
 
     from classifier import load_classifier
@@ -173,23 +234,35 @@ def main() -> int:
     t0 = time.monotonic()
     engine.start(character)
     first_frame_start = time.monotonic() - t0
+    http = serve(engine)
+    viewer = Viewer(http.url + "/api/talkinghead/result_feed", inspect=FaceChange())
+    asked = time.monotonic()
+    viewer.start()
     time.sleep(3)  # let the worker get ahead of the clock
+    first_received = viewer.parts[0][0] - asked if viewer.parts else float("inf")
     with Sampler(engine, args.sample_every) as idle:
         for text in ("I love this!", "What do you mean?", "That is so sad.") * 3:
             classifier.classify(text)
         time.sleep(args.seconds)
+    http_idle = http_figures(viewer, idle.started, idle.started + idle.duration, *vis)
     engine.start_talking()
     time.sleep(1)
     with Sampler(engine, args.sample_every) as talking:
         time.sleep(args.seconds)
+    http_talking = http_figures(viewer, talking.started, talking.started + talking.duration, *vis)
     engine.stop_talking()
-    time.sleep(1)
+    engine.load_animator_settings({**settings, **QUIET_FACE})  # only the events move the face now
+    engine.set_emotion("neutral")
+    time.sleep(3)
     latencies = {
-        "set_emotion surprise": event_latency(engine, lambda: engine.set_emotion("surprise")),
-        "start_talking": event_latency(engine, engine.start_talking),
-        "stop_talking": event_latency(engine, engine.stop_talking),
-        "set_emotion joy": event_latency(engine, lambda: engine.set_emotion("joy")),
+        "set_emotion surprise": event_latency(viewer, lambda: engine.set_emotion("surprise"), *vis),
+        "start_talking": event_latency(viewer, engine.start_talking, *vis),
+        "stop_talking": event_latency(viewer, engine.stop_talking, *vis),
+        "set_emotion joy": event_latency(viewer, lambda: engine.set_emotion("joy"), *vis),
     }
+    viewer.close()
+    time.sleep(1.5)  # the server notices the closed stream before it closes
+    http.close()
     t0 = time.monotonic()
     engine.load(_png(other))
     new_character = engine.source.character  # frames of the new character carry it in their meta
@@ -209,12 +282,22 @@ def main() -> int:
     q_idle, q_talk = (quality(poser, s.samples, args.list_below) for s in (idle, talking))
     rows += [("smooth stream, idle", idle.count / idle.duration, q_idle),
              ("smooth stream, talking", talking.count / talking.duration, q_talk)]
+    print(f"over HTTP (one PNG viewer of result_feed): visible = >= {args.visible_pixels} pixels changed by > "
+          f"{args.visible_levels} levels; first frame received {first_received * 1000:.0f} ms after the request\n")
+    print("| smooth stream over HTTP | distinct frames/s | gap mean / p99 / max (ms) | visible frames/s "
+          "| gap mean / p99 / max (ms) |\n|---|---:|---:|---:|---:|")
+    for label, h in (("idle", http_idle), ("talking", http_talking)):
+        dg, vg = h["distinct_gaps"], h["visible_gaps"]
+        print(f"| {label} | {h['distinct']:.2f} | {dg['mean']:.0f} / {dg['p99']:.0f} / {dg['max']:.0f} | "
+              f"{h['visible']:.2f} | {vg['mean']:.0f} / {vg['p99']:.0f} / {vg['max']:.0f} |")
+    print()
 
     print(f"backend: {backend}; animator settings {settings or 'defaults'}; {args.seconds:.0f} s per phase; "
           f"{args.busy_cores} busy-looping processes beside the smooth stream; quality sampled every {args.sample_every}th "
           f"delivered frame; face cache {stats.get('face_cache')}, stale-face frames "
           f"{stats.get('stale_face_frames')}, last keyframe {stats.get('keyframe_ms')} ms\n")
-    print("| stream | distinct frames/s | face PSNR mean / worst (dB) | full PSNR mean / worst (dB) | frames compared "
+    print("| stream (in process: the frame slot, poses known) | distinct frames/s | face PSNR mean / worst (dB) "
+          "| full PSNR mean / worst (dB) | frames compared "
           "| of them with a stale face | face worst without those (dB) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, fps, q in rows:
@@ -229,7 +312,7 @@ def main() -> int:
             print(f"worst face, {label}: {q['worst']}")
             for line in q["below"]:
                 print(f"    {label}, {line}")
-    print("\n| event | time to the first frame showing it (ms) |")
+    print("\n| event (over HTTP) | time to the first frame received whose face visibly changed (ms) |")
     print("|---|---:|")
     for label, seconds in latencies.items():
         print(f"| {label} | {seconds * 1000:.0f} |")

