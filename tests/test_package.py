@@ -65,10 +65,10 @@ for package in (modules, talkinghead, classifier):
     names += [package.__name__] + [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
 files = {name: importlib.import_module(name).__file__ for name in names}
 from classifier import builtin
-from modules.talkinghead import poser
+from modules.talkinghead import manual_poser_routes
 from talkinghead import emotions, manual_poser, weights
 print(json.dumps({"files": files, "data_dir": str(weights.DATA_DIR), "classifier_cache": str(builtin.DEFAULT_CACHE_DIR),
-                  "read": [str(builtin.TRAINING_DATA), str(poser.STATIC_DIR / "index.html"),
+                  "read": [str(builtin.TRAINING_DATA), str(manual_poser_routes.STATIC_DIR / "index.html"),
                            str(manual_poser.SERVER_PROGRAM)],
                   "templates": len(emotions.load_default_templates())}))
 """
