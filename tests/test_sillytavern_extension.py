@@ -18,7 +18,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -102,10 +101,7 @@ def test_install_script_reads_data_root_and_handles_newer_and_older_versions(tmp
 
 # -- end to end ----------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from network import free_port  # noqa: E402  (tests/network.py)
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 60):
