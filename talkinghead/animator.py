@@ -27,6 +27,7 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from talkinghead import pose
+from talkinghead.curves import smoothstep as _smoothstep
 from talkinghead.settings import VOWEL_MORPHS, AnimatorSettings
 
 log = logging.getLogger(__name__)
@@ -348,11 +349,6 @@ class KeyedRandom:
 
 
 # ---- smooth curves -----------------------------------------------------------------------------------------
-def _smoothstep(x: float) -> float:
-    x = min(max(x, 0.0), 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 def _decay(step: float, dt: float) -> float:
     """Fraction of a distance still left after dt seconds when each tick covers `step` of what is left."""
     return (1.0 - step) ** (max(dt, 0.0) / TICK)

@@ -23,7 +23,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -180,10 +179,7 @@ def test_install_script_finds_the_data_root_of_each_layout(tmp_path):
 
 # -- end to end ----------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from network import free_port  # noqa: E402  (tests/network.py)
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 60):

@@ -89,7 +89,7 @@ def setup(app, config) -> None:
         app.extensions["talkinghead"] = engine
         atexit.register(engine.close)
     app.register_blueprint(blueprint)
-    from modules.talkinghead import poser  # the manual poser page and its API
-    poser.setup(app, config)
+    from modules.talkinghead import manual_poser_routes  # the manual poser page and its API
+    manual_poser_routes.setup(app, config)
     from modules.talkinghead import mocap_routes  # the puppeteer: face capture drives the pose
     mocap_routes.setup(app, config)
