@@ -30,6 +30,7 @@ import pytest
 import requests
 from PIL import Image
 
+from network import free_port
 from talkinghead.stream import PartReader
 
 pytestmark = pytest.mark.slow
@@ -45,12 +46,6 @@ MIN_DISTINCT_FPS = 5.0
 MAX_GAP_MS = 200.0
 MAX_DISTINCT_GAP_MS = 1000.0
 MIN_FACE_PSNR = 30.0
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def decode(png: bytes) -> np.ndarray:
