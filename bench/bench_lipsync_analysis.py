@@ -19,13 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from talkinghead import lipsync  # noqa: E402
+import synth  # noqa: E402  (Festival speech and its scoring, shared with the tests)
 
 SENTENCE = ("Good evening! I have been waiting for you all day. Shall we go for a walk by the river, "
             "or would you rather stay here and tell me about your journey? ")
@@ -108,12 +111,39 @@ def bench_vowels() -> None:
     print("* espeak-ng's English u: is a fronted [ʉː], not /u/")
 
 
+def bench_festival() -> None:
+    print("Festival voices (recorded speakers; sentences, phone labels from Festival):")
+    print("vowels: share of vowel segments (>= 40 ms) whose middle half reads as the right vowel;")
+    print("closures: share of /p b m/ between vowels at most half as open as the vowels (and <= 0.1 mid /p b/)")
+    print(f"{'voice':<18}{'vowels':>12}{'closures':>12}   confusions (expected>read)")
+    all_votes, all_closures = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label in synth.FESTIVAL_VOICES:
+            votes, shut = [], []
+            for wav, segments in synth.festival(label, tmp):
+                track = lipsync.analyse(wav)
+                votes += synth.vowel_segment_votes(track, segments)
+                shut += [synth.closure_ok(*c) for c in synth.closures(track, segments)]
+            right = sum(e == r for e, r in votes)
+            confused = Counter(f"{e[0]}>{r[0] if r else '-'}" for e, r in votes if e != r)
+            print(f"{label:<18}{right:>4}/{len(votes):<3}{right / len(votes):>4.0%}"
+                  f"{sum(shut):>5}/{len(shut):<3}{np.mean(shut):>4.0%}   "
+                  + " ".join(f"{k} {n}" for k, n in confused.most_common(5)))
+            all_votes += votes
+            all_closures += shut
+    right = sum(e == r for e, r in all_votes)
+    print(f"{'all':<18}{right:>4}/{len(all_votes):<3}{right / len(all_votes):>4.0%}"
+          f"{sum(all_closures):>5}/{len(all_closures):<3}{np.mean(all_closures):>4.0%}")
+    print()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-vowels", action="store_true")
+    ap.add_argument("--skip-festival", action="store_true")
     args = ap.parse_args()
     for tool in ("espeak-ng", "ffmpeg"):
         if shutil.which(tool) is None:
@@ -121,6 +151,11 @@ def main() -> int:
             return 1
     if not args.skip_speed:
         bench_speed(args.seconds, args.runs)
+    if not args.skip_festival:
+        if shutil.which("festival") is None:
+            print("festival not found: its voices are not measured (scripts/setup.sh --test installs them)")
+        else:
+            bench_festival()
     if not args.skip_vowels:
         bench_vowels()
     return 0
