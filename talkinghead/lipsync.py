@@ -45,8 +45,8 @@ _PRE_EMPHASIS = 0.97
 _LOUD_PERCENTILE = 95
 _SILENCE_DBFS = -85.0  # below this a frame is silence whatever the clip (16-bit dither, codec noise)
 _DB_RANGE = 36.0  # the mouth opens over this many dB below the clip's loud level
-_ATTACK_S = 0.012  # one-pole time constants: ~25 ms to open, ~60 ms to close in speech
-_RELEASE_S = 0.025
+_ATTACK_S = 0.008  # one-pole time constants: ~20 ms to open, ~35 ms to close in speech (closures: at once)
+_RELEASE_S = 0.015  # was 25 ms: closures now shut the lips, and the slower release lagged the loudness
 _RELEASE_SILENT_S = 0.010  # into silence the mouth closes faster
 
 # Voicing: a frame is voiced when it sounds and its energy is mostly low-frequency (not a fricative).
@@ -178,7 +178,8 @@ def analyse_samples(samples: np.ndarray, rate: int) -> Track:
     weights[voiced] = _vowel_weights(power[voiced], raw_open[voiced])
     weights = _carry_over_unvoiced(weights, voiced & (weights.sum(axis=1) > 0))
 
-    openness = _attack_release(raw_open)
+    # The lips shut at closures after the smoothing, so that it cannot round a 50-80 ms /p b m/ away.
+    openness = _attack_release(raw_open) * (1.0 - _closures(power))
     weights[openness < 0.01] = 0.0  # a closed mouth has no vowel
     return Track(openness.astype(np.float32), weights.astype(np.float32), duration,
                  float(voiced.mean()))
@@ -252,6 +253,31 @@ def _attack_release(raw: np.ndarray) -> np.ndarray:
             y += (release if target > 0 else release_silent) * (target - y)
         out[i] = y
     return out
+
+
+def _closures(power: np.ndarray) -> np.ndarray:
+    """How shut the lips are per frame, 0..1: 1 in a dip of the level above _CLOSURE_CUT_HZ at least
+    _CLOSURE_FULL_DB below the louder sound on *both* sides within _CLOSURE_REACH_MS (a consonant between two
+    vowels), 0 above _CLOSURE_START_DB.
+
+    Above 400 Hz, because a closure is heard there: /p/ is silence, /b/ a voice bar and /m/ a nasal murmur,
+    all three with their energy below ~400 Hz (the broadband level dips only 1-6 dB at /m/). Measured on
+    Festival's voices: 12 dB (median) at /m/, 30 at /b/, 47 at /p/, under 7 dB in 90 % of vowel segments.
+    Other consonants between vowels (t, k, n, l) dip too and close the mouth as well, as a jaw does.
+    """
+    level = 10 * np.log10(np.maximum(power[:, _CLOSURE_BINS].sum(axis=1), 1e-12))
+    k = _CLOSURE_REACH_MS // FRAME_MS
+    padded = np.pad(level, k, constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1)
+    depth = np.minimum(windows[:, :k + 1].max(axis=1), windows[:, k:].max(axis=1)) - level
+    return np.clip((depth - _CLOSURE_START_DB) / (_CLOSURE_FULL_DB - _CLOSURE_START_DB), 0.0, 1.0)
+
+
+_CLOSURE_CUT_HZ = 400.0
+_CLOSURE_BINS = np.fft.rfftfreq(_NFFT, 1 / ANALYSIS_RATE) >= _CLOSURE_CUT_HZ
+_CLOSURE_REACH_MS = 60  # a vowel on each side within this (a closure lasts 50-150 ms)
+_CLOSURE_START_DB = 6.0
+_CLOSURE_FULL_DB = 12.0
 
 
 def _pitch(residual_autocorr: np.ndarray) -> np.ndarray:
