@@ -123,11 +123,56 @@ def test_multipart_without_a_file_field_says_what_to_send(client):
 @pytest.mark.parametrize("query, message", [
     ("start=later", "start must be"), ("offset_ms=-5", "offset_ms"), ("offset_ms=abc", "offset_ms"),
     ("offset_ms=nan", "offset_ms"), ("track=maybe", "track"), ("analyze_only=2", "analyze_only"),
+    ("rate=0", "rate must be between 0.25 and 4"), ("rate=0.2", "rate must be"), ("rate=4.5", "rate must be"),
+    ("rate=-1", "rate"), ("rate=fast", "rate"), ("rate=inf", "rate"), ("rate=nan", "rate"),
 ])
 def test_bad_options_are_a_json_400(client, th, query, message):
     response = client.post(f"{URL}?{query}", data=SPEECH)
     assert response.status_code == 400 and message in response.get_json()["error"]
     assert th.stats()["lipsync_tracks"] == 0
+
+
+def mouth_at(th, t: float) -> float:
+    """How open the mouth is at wall-clock time t as things stand (the pose is a function of time)."""
+    return float(th.animator.pose_at(t)[VOWELS].sum())
+
+
+@pytest.mark.parametrize("rate", [1.0, 1.5])
+def test_rate_plays_the_track_that_much_faster(client, th, rate):
+    """The audio plays 1.5x as fast (SillyTavern's playback_rate): the vowel, 0.3-1.1 s into the clip, shows
+    from 0.2 to 0.73 s on the wall clock (at 1x it is still open at 0.83 s)."""
+    before = time.monotonic()
+    response = client.post(f"{URL}?rate={rate:g}", data=SPEECH)
+    after = time.monotonic()
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["duration_s"] == pytest.approx(1.8, abs=0.02)  # the clip's own length
+    vowel = (0.3 / rate, 1.1 / rate)  # s after the request, on the wall clock
+
+    def open_at(x: float) -> float:  # x s after the request (the request's own time is between the two)
+        return min(mouth_at(th, before + x), mouth_at(th, after + x))
+
+    for x in np.linspace(vowel[0] + 0.08, vowel[1] - 0.08, 5):
+        assert open_at(x) > 0.5, (rate, x)
+    assert max(mouth_at(th, before + vowel[1] + 0.1), mouth_at(th, after + vowel[1] + 0.1)) < 0.05
+    assert max(mouth_at(th, after + x) for x in (0.0, vowel[0] - 0.1)) < 0.05
+
+
+def test_rate_counts_the_offset_in_the_audio_s_time(client, th):
+    """offset_ms is where playback is in the audio: 600 ms at 1.5x began 0.4 s ago on the wall clock."""
+    before = time.monotonic()
+    client.post(URL + "?offset_ms=600&rate=1.5", data=SPEECH)
+    after = time.monotonic()
+    assert min(mouth_at(th, before + 0.2), mouth_at(th, after + 0.2)) > 0.5  # 0.9 s into the audio
+    assert max(mouth_at(th, before + 0.45), mouth_at(th, after + 0.45)) < 0.05  # 1.28 s: after the vowel
+
+
+def test_rate_applies_to_a_track_queued_for_start_talking(client, th):
+    client.post(URL + "?start=next_talking&rate=2", data=SPEECH)
+    before = time.monotonic()
+    client.get("/api/talkinghead/start_talking")
+    after = time.monotonic()
+    assert min(mouth_at(th, before + 0.35), mouth_at(th, after + 0.35)) > 0.5  # 0.7 s into the audio
+    assert max(mouth_at(th, before + 0.65), mouth_at(th, after + 0.65)) < 0.05  # 1.3 s: the vowel ended
 
 
 def test_unload_ends_a_playing_track(client, th):
