@@ -3,7 +3,7 @@
 The engine plays the track alongside the audio: how far the mouth is open, and which vowel shape it makes
 (weights over the five THA3 mouth morphs, in the order of talkinghead.settings.VOWEL_MORPHS).
 
-Method (numpy only, vectorised over all frames; ~10-20 ms for 10 s of speech):
+Method (numpy only, vectorised over all frames; ~30 ms for 10 s of speech):
 
 1. Decode. PyAV (FFmpeg) detects the container from the bytes, never from a declared content type, decodes
    and resamples to mono float at ANALYSIS_RATE (12 kHz: speech formants lie below 6 kHz).
@@ -14,14 +14,20 @@ Method (numpy only, vectorised over all frames; ~10-20 ms for 10 s of speech):
    so quiet and loud TTS open the mouth the same; DB_RANGE dB below that level the mouth is closed. A square
    root-like curve (amplitude ** 0.5 in between) keeps syllables visible without flapping on consonants.
    Attack/release smoothing (one-pole, faster into silence) stops jitter and closes the mouth promptly.
+   Then the lips shut at closures: where the level above 400 Hz dips 6-12 dB or more below the sounds on
+   both sides (/p/ silence, /b/ voice bar, /m/ nasal murmur: all below 400 Hz), openness goes to 0, after
+   the smoothing, so that a 50-80 ms closure is not rounded away.
 4. Vowel. LPC (autocorrelation + Levinson-Durbin, batched over frames) and the roots of the LPC polynomial
-   (eigenvalues of the batched companion matrices) give the formants F1-F3; the autocorrelation peak gives
-   the pitch F0 (from the autocorrelation of the LPC residual). The vowel is read from speaker-normalised
-   formants: Bark differences after Syrdal & Gopal (1986), height from Z(F1) - 0.5 Z(F0) and front/back
-   from Z(F2) - Z(F1), which lie in nearly the same places for men, women and children, so no per-voice
-   setup and no per-clip statistics are needed (a clip of one sustained vowel is read right too). Soft
-   weights: a softmax over distances to vowel prototypes placed from published formant averages and
-   espeak-ng's voices. Consonants and pauses keep the nearest vowel's shape; a ~40 ms average smooths it.
+   (eigenvalues of the batched companion matrices) give the formants F1 and F2. When the clip holds enough
+   varied vowels (a sentence), they are placed per clip: Lobanov z-scores of Bark F1 and F2 over the clip's
+   vowel nuclei, so a speaker's vocal tract, language and accent drop out, and compared with prototypes
+   fitted on Festival's Czech voices (recorded speakers; the English and Finnish ones are held out: 87 % of
+   their vowel segments read right, `bench/bench_lipsync_analysis.py`). A clip too short or too uniform
+   (one sustained vowel, "Yes.") is read by a speaker-independent rule instead: Bark differences after
+   Syrdal & Gopal (1986), height from Z(F1) - 0.5 Z(F0) (F0 from the autocorrelation of the LPC residual)
+   and front/back from Z(F2) - Z(F1), against prototypes placed from published formant averages and
+   espeak-ng's voices. Soft weights: a softmax over distances to the prototypes. Consonants and pauses keep
+   the nearest vowel's shape; a ~40 ms average smooths it.
 """
 from __future__ import annotations
 
@@ -166,12 +172,7 @@ def analyse_samples(samples: np.ndarray, rate: int) -> Track:
     n = int(duration * 1000 // FRAME_MS) + 1  # frame i is centred on t = i * FRAME_MS
 
     power = _power_spectra(_frames(x, n))
-    # Only a few autocorrelation lags are needed: a product with a cosine table beats a full inverse FFT.
-    autocorr = power @ _COSINES[:, :2]
-    rms_db = 10 * np.log10(np.maximum(autocorr[:, 0] / _WINDOW_POWER, 1e-12))
-    raw_open = _openness(rms_db)
-    r1 = autocorr[:, 1] / np.maximum(autocorr[:, 0], 1e-12)
-    voiced = (raw_open > _VOICED_MIN_OPEN) & (r1 > _VOICED_MIN_R1)
+    raw_open, voiced = _loudness_and_voicing(power)
 
     # The vowel only where it is heard: consonants and pauses take the nearest vowel's shape.
     weights = np.zeros((n, len(VOWELS)))
@@ -183,6 +184,16 @@ def analyse_samples(samples: np.ndarray, rate: int) -> Track:
     weights[openness < 0.01] = 0.0  # a closed mouth has no vowel
     return Track(openness.astype(np.float32), weights.astype(np.float32), duration,
                  float(voiced.mean()))
+
+
+def _loudness_and_voicing(power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Openness before smoothing, and which frames are voiced speech, from the frames' power spectra."""
+    # Only a few autocorrelation lags are needed: a product with a cosine table beats a full inverse FFT.
+    autocorr = power @ _COSINES[:, :2]
+    rms_db = 10 * np.log10(np.maximum(autocorr[:, 0] / _WINDOW_POWER, 1e-12))
+    raw_open = _openness(rms_db)
+    r1 = autocorr[:, 1] / np.maximum(autocorr[:, 0], 1e-12)
+    return raw_open, (raw_open > _VOICED_MIN_OPEN) & (r1 > _VOICED_MIN_R1)
 
 
 def _resample(x: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
