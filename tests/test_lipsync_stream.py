@@ -1,7 +1,7 @@
 """Lip-sync on the real poser, in the smooth stream a CPU server runs: after POST /lipsync with start=now,
 frames during the vowel show an open mouth and frames in the silence a shut one (pixels of the mouth
 region), and each frame's mouth is that of its own time's pose: the stream lags the audio by at most a
-frame. (The pose follows the track in sync: test_animator.py.)"""
+frame; the lips shut at /m/ and /p/ between vowels. (The pose follows the track in sync: test_animator.py.)"""
 from __future__ import annotations
 
 import time
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from server import Config, create_app
-from synth import silence, vowel, wav_bytes
+from synth import murmur, silence, vowel, wav_bytes
 from talkinghead import pose as P, weights
 from talkinghead.image import load_character
 from talkinghead.settings import VOWEL_MORPHS
@@ -93,3 +93,40 @@ def test_lipsynced_stream_opens_the_mouth_on_the_vowel_and_shuts_it_in_silence(s
                   if (vowels >= 0.5 and change < 1.0) or (vowels == 0.0 and change > 0.6)]
     assert len(mismatched) <= 2, f"frames whose mouth is not their pose's (s after the request): {mismatched}"
     assert sum(vowels >= 0.5 for _, vowels, _, _ in frames) >= 0.8 * (VOWEL_TO - VOWEL_FROM) / FRAME
+
+
+# "a-ma-pa": vowels with an /m/ (nasal murmur) and a /p/ (silence) of 80 ms between them.
+CLOSURE_S = 0.08
+AMAPA_PARTS = [silence(0.4), vowel(0.4), murmur(CLOSURE_S), vowel(0.4), silence(CLOSURE_S), vowel(0.4), silence(1.0)]
+AMAPA = wav_bytes(np.concatenate(AMAPA_PARTS))
+CLOSURES = [(0.8, 0.8 + CLOSURE_S), (1.2 + CLOSURE_S, 1.2 + 2 * CLOSURE_S)]  # s into the clip: /m/, /p/
+
+
+def test_lipsynced_stream_shuts_the_mouth_at_m_and_p(smooth_engine):
+    """At each 80 ms closure a frame shows a shut mouth (pose and pixels), between open vowels."""
+    th = smooth_engine
+    client = create_app(Config(modules=["talkinghead"]), engines={"talkinghead": th}).test_client()
+    deadline = time.monotonic() + 240
+    while not mouth_faces_ready(th) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    shut = th.slot.latest().rgba.copy()
+
+    before = time.monotonic()
+    response = client.post("/api/talkinghead/lipsync?start=now", data=AMAPA, content_type="audio/wav")
+    after = time.monotonic()
+    assert response.status_code == 200, response.get_json()
+    frames, seq = [], th.slot.latest().seq
+    while time.monotonic() < after + 2.6:
+        frame = th.slot.wait_newer(seq, timeout=2.0)
+        seq = frame.seq
+        frames.append((frame.t, float(frame.meta["pose"][VOWELS].sum()), mouth_change(frame.rgba, shut)))
+
+    for name, (start, end) in zip(("/m/", "/p/"), CLOSURES):
+        around = [(round(t - before, 3), vowels, change) for t, vowels, change in frames
+                  if after + start - 0.02 < t < before + end + 0.02]
+        assert any(vowels < 0.05 and change < 0.6 for _, vowels, change in around), \
+            f"no shut mouth at {name} ({start:.2f}-{end:.2f} s): (s, pose, pixels) {around}"
+    # The vowels around them are open: the closure is a closure, not a mouth that never opened.
+    for start, end in ((0.4, 0.8), (0.8 + CLOSURE_S, 1.2 + CLOSURE_S), (1.2 + 2 * CLOSURE_S, 1.6 + 2 * CLOSURE_S)):
+        inside = [change for t, _, change in frames if after + start + 0.12 < t < before + end - 0.12]
+        assert inside and max(inside) > 1.5, (start, inside)
