@@ -121,12 +121,17 @@ def test_lipsynced_stream_shuts_the_mouth_at_m_and_p(smooth_engine):
         seq = frame.seq
         frames.append((frame.t, float(frame.meta["pose"][VOWELS].sum()), mouth_change(frame.rgba, shut)))
 
-    for name, (start, end) in zip(("/m/", "/p/"), CLOSURES):
-        around = [(round(t - before, 3), vowels, change) for t, vowels, change in frames
-                  if after + start - 0.02 < t < before + end + 0.02]
-        assert any(vowels < 0.05 and change < 0.6 for _, vowels, change in around), \
-            f"no shut mouth at {name} ({start:.2f}-{end:.2f} s): (s, pose, pixels) {around}"
-    # The vowels around them are open: the closure is a closure, not a mouth that never opened.
-    for start, end in ((0.4, 0.8), (0.8 + CLOSURE_S, 1.2 + CLOSURE_S), (1.2 + 2 * CLOSURE_S, 1.6 + 2 * CLOSURE_S)):
-        inside = [change for t, _, change in frames if after + start + 0.12 < t < before + end - 0.12]
-        assert inside and max(inside) > 1.5, (start, inside)
+    # What a viewer sees, frame by frame: open (the mouth region moved > 1.5 levels: a vowel), shut (< 0.6 and
+    # the pose's mouth shut too) or between. Runs of the same state, transitions left out, must read
+    # shut - a - shut (/m/) - a - shut (/p/) - a - shut: each 80 ms closure reached the stream.
+    states = []
+    for t, vowels, change in frames:
+        state = "open" if change > 1.5 else "shut" if change < 0.6 and vowels < 0.05 else None
+        if state and (not states or states[-1][0] != state):
+            states.append((state, round(t - before, 2)))
+    assert [state for state, _ in states] == ["shut", "open"] * 3 + ["shut"], \
+        f"(state, s after the request) {states}; frames (s, pose, pixels): " \
+        f"{[(round(t - before, 2), round(v, 2), round(c, 2)) for t, v, c in frames]}"
+    # ... and at the closures' times: the request arrived between `before` and `after`.
+    for (state, t), (start, end) in zip((states[2], states[4]), CLOSURES):
+        assert start - 0.04 <= t <= end + (after - before), (states, CLOSURES)
