@@ -273,9 +273,8 @@ def _closures(power: np.ndarray) -> np.ndarray:
 
     Above 400 Hz, because a closure is heard there: /p/ is silence, /b/ a voice bar and /m/ a nasal murmur,
     all three with their energy below ~400 Hz (the broadband level dips only 1-6 dB at /m/). Measured on
-    Festival's voices (within ±60 ms): 12 dB (median) at /m/, 30 at /b/, 47 at /p/, under 7 dB in 90 % of vowel
-    segments.
-    Other consonants between vowels (t, k, n, l) dip too and close the mouth as well, as a jaw does.
+    Festival's voices (within ±60 ms): 12 dB (median) at /m/, 30 at /b/, 47 at /p/, under 7 dB in 90 % of
+    vowel segments. Other consonants between vowels (t, k, n, l) dip too and close the mouth as well, as a jaw does.
     """
     level = 10 * np.log10(np.maximum(power[:, _CLOSURE_BINS].sum(axis=1), 1e-12))
     k = _CLOSURE_REACH_MS // FRAME_MS
@@ -435,7 +434,8 @@ def _softmax_nearest(features: np.ndarray, prototypes: np.ndarray, softness: flo
 # 580 Hz). A clip too short or too uniform to place the speaker (a sustained vowel, "Yes.") keeps that rule.
 _NUCLEUS_OPEN = 0.4
 _MIN_NUCLEI = 40  # frames: 0.4 s of vowels
-_MIN_SPREAD_BARK = (0.6, 1.1)  # std of Bark F1, F2 over the nuclei (sentences: >= 0.8, 1.3; one sustained vowel: <= 0.5, 0.9)
+# Std of Bark F1, F2 over the nuclei: Festival's sentences >= 0.79, 1.34; espeak-ng's sustained vowels <= 0.49, 0.87.
+_MIN_SPREAD_BARK = (0.6, 1.1)
 # Prototypes in that z-space: per vowel, the mean over the fitting voices of the median z of its segments
 # (middle half), fitted on Festival's three Czech voices (czech_dita, czech_machac, czech_krb; 4 sentences
 # each: tests/synth.py) with `bench/bench_lipsync_analysis.py --fit`. The English and Finnish voices are
