@@ -209,13 +209,16 @@ class Animator:
         self._restart_mouth(t, talking=True, speech=_TrackSpeech(track, start, rate))
 
     # -- the pose ------------------------------------------------------------------------------------------
-    def pose_at(self, t: float) -> np.ndarray:
-        """The pose at wall-clock time t: 45 float32 within pose.LOW..HIGH."""
+    def pose_at(self, t: float, transient: bool = True) -> np.ndarray:
+        """The pose at wall-clock time t: 45 float32 within pose.LOW..HIGH. transient=False: without the
+        blink and the talking mouth (the emotion's own mouth), the face the smooth stream renders keyframes
+        with."""
         with self._lock:
             result = self._face.value(t).astype(np.float64)
             result[self._sway.indices] = self._sway.position(t) + self._jitter(t)
-            _apply_blink(result, self._blinks.closure(t))
-            result[_VOWELS] = self._mouth.vowels(t, result[_VOWELS])
+            if transient:
+                _apply_blink(result, self._blinks.closure(t))
+                result[_VOWELS] = self._mouth.vowels(t, result[_VOWELS])
             result[_BREATHING] = self._breathing.value(t)
             return np.clip(result, pose.LOW, pose.HIGH).astype(np.float32)
 
