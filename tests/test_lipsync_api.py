@@ -168,6 +168,16 @@ def test_rate_plays_the_track_that_much_faster(client, th, rate, warm_analyser):
         assert mouth_at(th, t) < 0.05, (rate, t - before)
 
 
+def test_rate_as_a_multipart_form_field(client, th):
+    response = client.post(URL, data={"file": (io.BytesIO(SPEECH), "speech.wav"), "rate": "9"},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and "rate must be between 0.25 and 4" in response.get_json()["error"]
+    assert th.stats()["lipsync_tracks"] == 0
+    response = client.post(URL, data={"file": (io.BytesIO(SPEECH), "speech.wav"), "rate": "1.25"},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200 and th.stats()["lipsync_tracks"] == 1
+
+
 def test_rate_counts_the_offset_in_the_audio_s_time(client, th, warm_analyser):
     """offset_ms is where playback is in the audio: 600 ms at 1.5x began 0.4 s ago on the wall clock."""
     before = time.monotonic()
