@@ -148,7 +148,7 @@ def closures(track, segments) -> list[tuple[str, float, float, float]]:
     for k in range(1, len(segments) - 1):
         (ps, pe, prev), (s, e, label), (ns, ne, nxt) = segments[k - 1:k + 2]
         if label in FESTIVAL_CLOSURES and prev in FESTIVAL_ANY_VOWEL and nxt in FESTIVAL_ANY_VOWEL:
-            inside = track.open[int(s * 100):int(np.ceil(e * 100)) + 1]
+            inside = track.open[int(np.ceil(s * 100)):int(e * 100) + 1]  # frames centred within it
             middle = float(track.open[min(int(round((s + e) * 50)), len(track.open) - 1)])
             vowels = (float(openness(ps, pe).mean()) + float(openness(ns, ne).mean())) / 2
             out.append((label, float(inside.min()), middle, vowels))
