@@ -125,7 +125,10 @@ _LIPSYNC_OPTIONS = {
               "description": "now: the mouth follows the audio from when the request came; next_talking: from "
                              "the next start_talking"},
     "offset_ms": {"type": "number", "minimum": 0, "maximum": lipsync.MAX_DURATION_S * 1000, "default": 0,
-                  "description": "how far playback already is"},
+                  "description": "how far playback already is (in the audio's own time)"},
+    "rate": {"type": "number", "minimum": 0.25, "maximum": 4, "default": 1,
+             "description": "the playback rate (an audio element's playbackRate): the mouth follows the audio "
+                            "played this many times as fast"},
     "track": {**_FLAG, "description": "1: include the 10 ms track in the answer"},
     "analyze_only": {**_FLAG, "description": "1: only analyse (the answer has the track); the avatar is not touched"},
 }

@@ -10,7 +10,7 @@ check_only=false
 say() { printf '[setup] %s\n' "$*"; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 3; }
 
-# program  Debian package  (what needs it). Add a line for a new tool.
+# program (or a file a package installs)  Debian package  (what needs it). Add a line for a new tool.
 TOOLS="
 chromium      chromium         browser tests
 chromedriver  chromium-driver  browser tests
@@ -18,12 +18,26 @@ espeak-ng     espeak-ng        lip-sync tests (speech)
 ffmpeg        ffmpeg           lip-sync and stream tests (formats, MJPEG reader)
 node          nodejs           SillyTavern extension test
 npm           npm              SillyTavern extension test
+festival      festival         lip-sync tests (voices from recorded speech)
+/usr/share/festival/voices/czech/czech_dita           festvox-czech-dita    lip-sync tests (Czech female)
+/usr/share/festival/voices/czech/czech_machac         festvox-czech-machac  lip-sync tests (Czech male)
+/usr/share/festival/voices/czech/czech_krb            festvox-czech-krb     lip-sync tests (Czech child)
+/usr/share/festival/czech-debug.scm                   festival-czech        lip-sync tests (Czech)
+/usr/share/festival/voices/english/ked_diphone        festvox-kdlpc16k      lip-sync tests (US English male)
+/usr/share/festival/voices/finnish/suo_fi_lj_diphone  festvox-suopuhe-lj    lip-sync tests (Finnish female)
+/usr/share/festival/voices/finnish/hy_fi_mv_diphone   festvox-suopuhe-mv    lip-sync tests (Finnish male)
 "
 
+present() {
+  case "$1" in
+    /*) [ -e "$1" ] ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
 missing_programs() {
   local program package why
   while read -r program package why; do
-    [ -n "$program" ] && ! command -v "$program" >/dev/null 2>&1 && printf '%s ' "$program"
+    [ -n "$program" ] && ! present "$program" && printf '%s ' "$program"
   done <<<"$TOOLS"
   return 0
 }

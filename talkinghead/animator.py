@@ -89,7 +89,7 @@ class Animator:
         self._sway = _SwayTrack.start(self._random, 0, start_time, target, self._settings)
         self._blinks = _BlinkSchedule(self._random, 0, start_time, None, -math.inf, self._settings)
         self._mouth = _Mouth(start_time, np.zeros(len(_VOWELS)), None, self._settings)
-        self._queued_track: tuple[MouthTrack, float] | None = None  # (track, offset s): for the next start_talking
+        self._queued_track: tuple[MouthTrack, float, float] | None = None  # (track, offset s, rate): next start_talking
         self._breathing = _Breathing(start_time, 0.0, self._settings.breathing_cycle_duration)
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -171,9 +171,9 @@ class Animator:
         plays this changes nothing (SillyTavern's TTS says start_talking around the clip it plays)."""
         with self._lock:
             if self._queued_track is not None:
-                track, offset = self._queued_track
+                track, offset, rate = self._queued_track
                 self._queued_track = None
-                self._play(track, t - offset, t)
+                self._play(track, t - offset / rate, t, rate)
             elif not self._talking or self._track_ended(t):
                 self._restart_mouth(self._begin_event(t), talking=True)
 
@@ -184,13 +184,14 @@ class Animator:
             if self._talking:
                 self._restart_mouth(self._begin_event(t), talking=False)
 
-    def play_track(self, track: MouthTrack, start: float, t: float) -> None:
+    def play_track(self, track: MouthTrack, start: float, t: float, rate: float = 1.0) -> None:
         """Lip-sync: from t the vowel morphs follow `track`, whose time 0 is at `start` (before t when the
-        audio is already playing). Random speech is off meanwhile; at the track's end the mouth returns
-        smoothly to the emotion's, as it does on stop_talking or a new track."""
+        audio is already playing), played `rate` times as fast as recorded (the audio's playback rate).
+        Random speech is off meanwhile; at the track's end the mouth returns smoothly to the emotion's, as it
+        does on stop_talking or a new track."""
         with self._lock:
             self._queued_track = None
-            self._play(track, start, t)
+            self._play(track, start, t, rate)
 
     def stop_track(self, t: float) -> None:
         """End a lip-sync track (playing or queued) at t, the mouth gliding back; random talking goes on."""
@@ -199,14 +200,14 @@ class Animator:
             if isinstance(self._mouth.speech, _TrackSpeech) and not self._track_ended(t):
                 self._restart_mouth(self._begin_event(t), talking=False)
 
-    def queue_track(self, track: MouthTrack, offset: float = 0.0) -> None:
-        """Play `track` from the next start_talking, as if it had started `offset` s before it."""
+    def queue_track(self, track: MouthTrack, offset: float = 0.0, rate: float = 1.0) -> None:
+        """Play `track` at `rate` from the next start_talking, `offset` s of it (track time) already played."""
         with self._lock:
-            self._queued_track = (track, offset)
+            self._queued_track = (track, offset, rate)
 
-    def _play(self, track: MouthTrack, start: float, t: float) -> None:
+    def _play(self, track: MouthTrack, start: float, t: float, rate: float = 1.0) -> None:
         t = self._begin_event(t)
-        self._restart_mouth(t, talking=True, speech=_TrackSpeech(track, start))
+        self._restart_mouth(t, talking=True, speech=_TrackSpeech(track, start, rate))
 
     # -- the pose ------------------------------------------------------------------------------------------
     def pose_at(self, t: float, transient: bool = True) -> np.ndarray:
@@ -621,15 +622,15 @@ _TRACK_SHARPNESS = 4.0  # weights^4, renormalised: the analyser's soft 0.6/0.3 b
 
 
 class _TrackSpeech:
-    """The vowel morphs of a lip-sync track playing from `start`: openness times the sharpened vowel weights,
-    at the gains random speech uses."""
+    """The vowel morphs of a lip-sync track playing from `start` at `rate` (track seconds per wall-clock
+    second): openness times the sharpened vowel weights, at the gains random speech uses."""
 
-    def __init__(self, track: MouthTrack, start: float):
-        self.track, self.start = track, start
-        self.end = start + track.duration_s
+    def __init__(self, track: MouthTrack, start: float, rate: float = 1.0):
+        self.track, self.start, self.rate = track, start, rate
+        self.end = start + track.duration_s / rate
 
     def vowels(self, t: float) -> np.ndarray:
-        openness, weights = self.track.at(min(t, self.end) - self.start)
+        openness, weights = self.track.at(min((min(t, self.end) - self.start) * self.rate, self.track.duration_s))
         return openness * _sharpened(np.asarray(weights, np.float64)) * _VOWEL_GAIN
 
 

@@ -103,25 +103,26 @@ class TalkingHead:
         self._event()
 
     def lipsync(self, audio: bytes, *, start: str = "now", offset_s: float = 0.0,
-                drive: bool = True) -> lipsync.Track:
-        """Analyse speech audio into a mouth track; with `drive`, the mouth follows it: from now, as if it
-        began `offset_s` before this call (playback already under way), or (start="next_talking") from the
-        next start_talking. Raises lipsync.AudioError; then nothing changes."""
+                drive: bool = True, rate: float = 1.0) -> lipsync.Track:
+        """Analyse speech audio into a mouth track; with `drive`, the mouth follows it: from now, `offset_s`
+        of the audio already played (playback under way), or (start="next_talking") from the next
+        start_talking; `rate` times as fast as recorded (the client's playback rate). Raises
+        lipsync.AudioError; then nothing changes."""
         received = self._clock()  # the analysis takes a while: the audio plays on meanwhile
         track = lipsync.analyse(audio)
         if not drive:
             return track
         with self._state_lock:
             if start == "next_talking":
-                self.animator.queue_track(track, offset_s)
+                self.animator.queue_track(track, offset_s, rate)
             else:
-                self.animator.play_track(track, received - offset_s, self._clock())
+                self.animator.play_track(track, received - offset_s / rate, self._clock(), rate)
             self.lipsync_tracks += 1
         if start != "next_talking":
             self._event()
         log.info("lip-sync: %.2f s of audio (%.0f%% voiced) %s", track.duration_s, 100 * track.voiced_ratio,
                  "queued for the next start_talking" if start == "next_talking"
-                 else f"playing from {offset_s * 1000:.0f} ms")
+                 else f"playing from {offset_s * 1000:.0f} ms" + (f" at {rate:g}x" if rate != 1.0 else ""))
         return track
 
     def set_emotion(self, name: str) -> str:

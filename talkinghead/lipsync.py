@@ -3,7 +3,7 @@
 The engine plays the track alongside the audio: how far the mouth is open, and which vowel shape it makes
 (weights over the five THA3 mouth morphs, in the order of talkinghead.settings.VOWEL_MORPHS).
 
-Method (numpy only, vectorised over all frames; ~10-20 ms for 10 s of speech):
+Method (numpy only, vectorised over all frames; ~30 ms for 10 s of speech):
 
 1. Decode. PyAV (FFmpeg) detects the container from the bytes, never from a declared content type, decodes
    and resamples to mono float at ANALYSIS_RATE (12 kHz: speech formants lie below 6 kHz).
@@ -14,14 +14,21 @@ Method (numpy only, vectorised over all frames; ~10-20 ms for 10 s of speech):
    so quiet and loud TTS open the mouth the same; DB_RANGE dB below that level the mouth is closed. A square
    root-like curve (amplitude ** 0.5 in between) keeps syllables visible without flapping on consonants.
    Attack/release smoothing (one-pole, faster into silence) stops jitter and closes the mouth promptly.
-4. Vowel. LPC (autocorrelation + Levinson-Durbin, batched over frames) and the roots of the LPC polynomial
-   (eigenvalues of the batched companion matrices) give the formants F1-F3; the autocorrelation peak gives
-   the pitch F0 (from the autocorrelation of the LPC residual). The vowel is read from speaker-normalised
-   formants: Bark differences after Syrdal & Gopal (1986), height from Z(F1) - 0.5 Z(F0) and front/back
-   from Z(F2) - Z(F1), which lie in nearly the same places for men, women and children, so no per-voice
-   setup and no per-clip statistics are needed (a clip of one sustained vowel is read right too). Soft
-   weights: a softmax over distances to vowel prototypes placed from published formant averages and
-   espeak-ng's voices. Consonants and pauses keep the nearest vowel's shape; a ~40 ms average smooths it.
+   Then the lips shut at closures: where the level above 400 Hz dips 6-12 dB or more below the sounds on
+   both sides (/p/ silence, /b/ voice bar, /m/ nasal murmur: all below 400 Hz), openness goes to 0, after
+   the smoothing, so that a 50-80 ms closure is not rounded away.
+4. Vowel. LPC (autocorrelation + Levinson-Durbin, batched over frames) gives the formants F1 and F2: the
+   peaks of its envelope, or the roots of its polynomial (eigenvalues of the batched companion matrices)
+   where a second peak may be F3 (a man's /u/: F1 and F2 merged into one peak). When the clip holds enough
+   varied vowels (a sentence), they are placed per clip: Lobanov z-scores of Bark F1 and F2 over the clip's
+   vowel nuclei, so a speaker's vocal tract, language and accent drop out, and compared with prototypes
+   fitted on Festival's Czech voices (recorded speakers; the English and Finnish ones are held out: 87 % of
+   their vowel segments read right, `bench/bench_lipsync_analysis.py`). A clip too short or too uniform
+   (one sustained vowel, "Yes.") is read by a speaker-independent rule instead: Bark differences after
+   Syrdal & Gopal (1986), height from Z(F1) - 0.5 Z(F0) (F0 from the autocorrelation of the LPC residual)
+   and front/back from Z(F2) - Z(F1), against prototypes placed from published formant averages and
+   espeak-ng's voices. Soft weights: a softmax over distances to the prototypes. Consonants and pauses keep
+   the nearest vowel's shape; a ~40 ms average smooths it.
 """
 from __future__ import annotations
 
@@ -45,8 +52,8 @@ _PRE_EMPHASIS = 0.97
 _LOUD_PERCENTILE = 95
 _SILENCE_DBFS = -85.0  # below this a frame is silence whatever the clip (16-bit dither, codec noise)
 _DB_RANGE = 36.0  # the mouth opens over this many dB below the clip's loud level
-_ATTACK_S = 0.012  # one-pole time constants: ~25 ms to open, ~60 ms to close in speech
-_RELEASE_S = 0.025
+_ATTACK_S = 0.008  # one-pole time constants: ~20 ms to open, ~35 ms to close in speech (closures: at once)
+_RELEASE_S = 0.015  # was 25 ms: closures now shut the lips, and the slower release lagged the loudness
 _RELEASE_SILENT_S = 0.010  # into silence the mouth closes faster
 
 # Voicing: a frame is voiced when it sounds and its energy is mostly low-frequency (not a fricative).
@@ -166,22 +173,28 @@ def analyse_samples(samples: np.ndarray, rate: int) -> Track:
     n = int(duration * 1000 // FRAME_MS) + 1  # frame i is centred on t = i * FRAME_MS
 
     power = _power_spectra(_frames(x, n))
+    raw_open, voiced = _loudness_and_voicing(power)
+
+    # The vowel only where it is heard: consonants and pauses take the nearest vowel's shape.
+    weights = np.zeros((n, len(VOWELS)))
+    weights[voiced] = _vowel_weights(power[voiced], raw_open[voiced])
+    weights = _carry_over_unvoiced(weights, voiced & (weights.sum(axis=1) > 0))
+
+    # The lips shut at closures after the smoothing, so that it cannot round a 50-80 ms /p b m/ away.
+    openness = _attack_release(raw_open) * (1.0 - _closures(power))
+    weights[openness < 0.01] = 0.0  # a closed mouth has no vowel
+    return Track(openness.astype(np.float32), weights.astype(np.float32), duration,
+                 float(voiced.mean()))
+
+
+def _loudness_and_voicing(power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Openness before smoothing, and which frames are voiced speech, from the frames' power spectra."""
     # Only a few autocorrelation lags are needed: a product with a cosine table beats a full inverse FFT.
     autocorr = power @ _COSINES[:, :2]
     rms_db = 10 * np.log10(np.maximum(autocorr[:, 0] / _WINDOW_POWER, 1e-12))
     raw_open = _openness(rms_db)
     r1 = autocorr[:, 1] / np.maximum(autocorr[:, 0], 1e-12)
-    voiced = (raw_open > _VOICED_MIN_OPEN) & (r1 > _VOICED_MIN_R1)
-
-    # The vowel only where it is heard: consonants and pauses take the nearest vowel's shape.
-    weights = np.zeros((n, len(VOWELS)))
-    weights[voiced] = _vowel_weights(power[voiced])
-    weights = _carry_over_unvoiced(weights, voiced & (weights.sum(axis=1) > 0))
-
-    openness = _attack_release(raw_open)
-    weights[openness < 0.01] = 0.0  # a closed mouth has no vowel
-    return Track(openness.astype(np.float32), weights.astype(np.float32), duration,
-                 float(voiced.mean()))
+    return raw_open, (raw_open > _VOICED_MIN_OPEN) & (r1 > _VOICED_MIN_R1)
 
 
 def _resample(x: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
@@ -254,6 +267,32 @@ def _attack_release(raw: np.ndarray) -> np.ndarray:
     return out
 
 
+def _closures(power: np.ndarray) -> np.ndarray:
+    """How shut the lips are per frame, 0..1: 1 in a dip of the level above _CLOSURE_CUT_HZ at least
+    _CLOSURE_FULL_DB below the louder sound on *both* sides within _CLOSURE_REACH_MS (a consonant between two
+    vowels), 0 above _CLOSURE_START_DB.
+
+    Above 400 Hz, because a closure is heard there: /p/ is silence, /b/ a voice bar and /m/ a nasal murmur,
+    all three with their energy below ~400 Hz (the broadband level dips only 1-6 dB at /m/). Measured on
+    Festival's voices (within ±60 ms): 12 dB (median) at /m/, 30 at /b/, 47 at /p/, under 7 dB in 90 % of
+    vowel segments. Other consonants between vowels (t, k, n, l) dip too and close the mouth as well, as a jaw does.
+    """
+    level = 10 * np.log10(np.maximum(power[:, _CLOSURE_BINS].sum(axis=1), 1e-12))
+    k = _CLOSURE_REACH_MS // FRAME_MS
+    padded = np.pad(level, k, constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1)
+    depth = np.minimum(windows[:, :k + 1].max(axis=1), windows[:, k:].max(axis=1)) - level
+    return np.clip((depth - _CLOSURE_START_DB) / (_CLOSURE_FULL_DB - _CLOSURE_START_DB), 0.0, 1.0)
+
+
+_CLOSURE_CUT_HZ = 400.0
+_CLOSURE_BINS = np.fft.rfftfreq(_NFFT, 1 / ANALYSIS_RATE) >= _CLOSURE_CUT_HZ
+_CLOSURE_REACH_MS = 80  # a louder sound on each side within this: a closure up to 80 ms shuts all along (60 ms
+# shut only the middle of an 80 ms /m/; 100-120 ms began to lower the vowels of espeak-ng sentences)
+_CLOSURE_START_DB = 6.0
+_CLOSURE_FULL_DB = 12.0
+
+
 def _pitch(residual_autocorr: np.ndarray) -> np.ndarray:
     """F0 per frame from the autocorrelation of the LPC residual (formants removed, so their ripples do not
     pass for pitch): the shortest lag in the voice range whose peak is near the best one (lags of 2 and 3
@@ -293,8 +332,22 @@ def _levinson(r: np.ndarray) -> np.ndarray:
 def _formants(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """F1 and F2 in Hz per frame from the LPC coefficients; nan where not found.
 
-    The peaks of the LPC envelope 1 / |A|, evaluated on a circle of radius _CONTOUR just inside the unit
-    circle (scaling a_k by _CONTOUR^-k) so that close formants (F1 and F2 of /o/ and /u/) stay two peaks.
+    The peaks of the LPC envelope where they are sure, the roots of the LPC polynomial where they may not be:
+    no second peak, or one above _SURE_F2_HZ. That one may be F3: the F1 and F2 of a man's /u/ and /o/
+    (F1 300-450, F2 600-900 Hz, F2 weak) merge into one peak, and F3 near 2.1 kHz passed for F2, so /u/ read
+    as /i/ (the Czech male voice: 63 % of vowel segments could be told apart even with his own centroids;
+    with roots 90 %). The roots are most of the analysis' time, so only those frames (about half) pay.
+    """
+    f1, f2 = _envelope_peaks(a)
+    unsure = ~np.isfinite(f1) | ~np.isfinite(f2) | (f2 > _SURE_F2_HZ)
+    if unsure.any():
+        f1[unsure], f2[unsure] = _root_formants(a[unsure])
+    return f1, f2
+
+
+def _envelope_peaks(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two lowest peaks of the LPC envelope 1 / |A|, evaluated on a circle of radius _CONTOUR just inside
+    the unit circle (scaling a_k by _CONTOUR^-k) so that close formants stay two peaks where they can.
     One small FFT for all frames: far cheaper than the polynomial roots (eigenvalues of 12x12 matrices).
     """
     scaled = a * _CONTOUR ** -np.arange(a.shape[1])
@@ -316,8 +369,31 @@ def _formants(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return found[0], found[1]
 
 
+def _root_formants(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two lowest resonances in _FORMANT_RANGE narrower than _MAX_BANDWIDTH: roots of the LPC polynomial
+    (eigenvalues of the batched companion matrices). They keep two close formants apart where the envelope
+    shows one peak, and find a weak, broad F2 that shows no peak at all."""
+    p = a.shape[1] - 1
+    companion = np.zeros((len(a), p, p), np.float32)  # single precision: the same formants, eigvals ~25 % faster
+    companion[:, 0, :] = -a[:, 1:]
+    companion[:, np.arange(1, p), np.arange(p - 1)] = 1.0
+    finite = np.isfinite(companion).all(axis=(1, 2))
+    companion[~finite] = 0.0
+    roots = np.linalg.eigvals(companion)
+    freq = np.angle(roots) * ANALYSIS_RATE / (2 * np.pi)
+    bandwidth = -np.log(np.maximum(np.abs(roots), 1e-12)) * ANALYSIS_RATE / np.pi
+    resonant = (freq > _FORMANT_RANGE[0]) & (freq < _FORMANT_RANGE[1]) & (bandwidth < _MAX_BANDWIDTH)
+    freq = np.sort(np.where(resonant, freq, np.inf), axis=1)  # conjugates have negative angles: left out
+    f1, f2 = freq[:, 0], freq[:, 1]
+    return (np.where(np.isfinite(f1) & finite, f1, np.nan), np.where(np.isfinite(f2) & finite, f2, np.nan))
+
+
 _CONTOUR = 0.97
 _FORMANT_RANGE = (150.0, 3800.0)  # F1 and F2 of men, women and children (a child's /i/ has F2 near 3200 Hz)
+_MAX_BANDWIDTH = 1000.0  # Hz: wider poles shape the spectral tilt, they are not formants
+# A second envelope peak above this may be F3 (a man's F3 lies near 2-2.5 kHz). Below it the peaks are the
+# formants: on Festival's voices the vowel reading was the same as with roots everywhere (with 1300 or 2000).
+_SURE_F2_HZ = 1600.0
 
 
 def _bark(f: np.ndarray) -> np.ndarray:
@@ -367,21 +443,62 @@ def _prototypes() -> np.ndarray:
 _PROTOTYPES = _prototypes()  # (5, 2)
 
 
-def _vowel_weights(power: np.ndarray) -> np.ndarray:
-    """Weights over VOWELS per frame from its power spectrum: a softmax over the distances to the
-    prototypes; rows of zeros where F0, F1 or F2 is not found."""
+def _vowel_weights(power: np.ndarray, openness: np.ndarray) -> np.ndarray:
+    """Weights over VOWELS per frame from its power spectrum (the clip's voiced frames, in order, and their
+    openness): a softmax over the distances to the vowel prototypes; rows of zeros where a formant is not
+    found. Placed per clip (Lobanov) when the clip has enough varied vowels, else by the pitch rule."""
     emphasised = power * _PRE_EMPHASIS_GAIN
     lpc = _levinson(emphasised @ _COSINES)
     f1, f2 = _formants(lpc)
+    placed = _speaker_placed(f1, f2, openness)
+    if placed is not None:
+        return _softmax_nearest(placed, _CLIP_PROTOTYPES, _CLIP_SOFTNESS)
     residual = emphasised * _abs2(np.fft.rfft(lpc, _NFFT, axis=1))  # the inverse filter's output
     f0 = _pitch(np.fft.irfft(residual, _NFFT, axis=1))
-    features = _features(f0, f1, f2)  # (n, 2)
-    d2 = np.sum((features[:, None, :] - _PROTOTYPES[None]) ** 2, axis=2) / _SOFTNESS ** 2
+    return _softmax_nearest(_features(f0, f1, f2), _PROTOTYPES, _SOFTNESS)
+
+
+def _softmax_nearest(features: np.ndarray, prototypes: np.ndarray, softness: float) -> np.ndarray:
+    d2 = np.sum((features[:, None, :] - prototypes[None]) ** 2, axis=2) / softness ** 2
     known = np.isfinite(d2).all(axis=1)
     w = np.zeros_like(d2)
     d = d2[known]
     w[known] = np.exp(-(d - d.min(axis=1, keepdims=True)))
     return w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+
+
+# Per-clip speaker normalisation (Lobanov 1971): Bark F1 and F2 as z-scores over the clip's vowel nuclei
+# (voiced frames at least _NUCLEUS_OPEN open). A sentence holds enough vowels to place the speaker, whatever
+# their vocal tract, language or accent: the pitch rule above read only 56 % of vowel segments of Festival's
+# recorded-speaker voices right (their /a/ is central, nearer the rule's /o/; the Czech man's is at F1
+# 580 Hz). A clip too short or too uniform to place the speaker (a sustained vowel, "Yes.") keeps that rule.
+_NUCLEUS_OPEN = 0.4
+_MIN_NUCLEI = 40  # frames: 0.4 s of vowels
+# Std of Bark F1, F2 over the nuclei: Festival's sentences >= 0.79, 1.34; espeak-ng's sustained vowels <= 0.49, 0.87.
+_MIN_SPREAD_BARK = (0.6, 1.1)
+# Prototypes in that z-space: per vowel, the mean over the fitting voices of the median z of its segments
+# (middle half), fitted on Festival's three Czech voices (czech_dita, czech_machac, czech_krb; 4 sentences
+# each: tests/synth.py) with `bench/bench_lipsync_analysis.py --fit`. The English and Finnish voices are
+# held out and measured. Order: VOWELS.
+_CLIP_PROTOTYPES = np.array([[1.25, -0.08], [-0.61, 1.28], [-0.63, -1.53], [0.49, 0.87], [0.24, -0.54]])
+_CLIP_SOFTNESS = 0.4  # z units
+
+
+def _clip_features(f1: np.ndarray, f2: np.ndarray) -> np.ndarray:
+    return np.stack([_bark(f1), _bark(f2)], axis=-1)
+
+
+def _speaker_placed(f1: np.ndarray, f2: np.ndarray, openness: np.ndarray) -> np.ndarray | None:
+    """The frames' (F1, F2) as z-scores over the clip's vowel nuclei, or None when they cannot place the
+    speaker."""
+    features = _clip_features(f1, f2)
+    nuclei = features[np.isfinite(features).all(axis=1) & (openness > _NUCLEUS_OPEN)]
+    if len(nuclei) < _MIN_NUCLEI:
+        return None
+    spread = nuclei.std(axis=0)
+    if np.any(spread < _MIN_SPREAD_BARK):
+        return None
+    return (features - nuclei.mean(axis=0)) / spread
 
 
 def _carry_over_unvoiced(weights: np.ndarray, voiced: np.ndarray) -> np.ndarray:

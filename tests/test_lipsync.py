@@ -19,7 +19,9 @@ import pytest
 
 from talkinghead import lipsync
 from talkinghead.lipsync import VOWELS, AudioError
-from synth import wav_bytes
+from conftest import need_tool, require
+import synth
+from synth import murmur, silence, vowel, wav_bytes
 
 DATA = Path(__file__).parent / "data" / "lipsync"
 # Skip without the tool; fail under CI=true, where the test setup must provide it (conftest.need_tool).
@@ -144,9 +146,17 @@ def test_sustained_vowels_read_right_in_english(voice, vowel):
 
 @needs_espeak
 @pytest.mark.xfail(reason="known weak: espeak-ng's female German /e:/ (F1 440, F2 2640 Hz at F0 200 Hz) "
-                          "sits nearer the /i/ prototype", strict=False)
+                          "sits nearer the /i/ prototype: 21 % of frames read /e/", strict=True)
 def test_weak_case_female_german_e():
     assert vowel_accuracy(sustained("de+f3", "eee"), "eee") >= 0.8
+
+
+@needs_espeak
+@pytest.mark.xfail(reason="known weak: espeak-ng's English /u:/ is a fronted [ʉː] (F2 1500-1900 Hz), read as "
+                          "/i/ or /e/: 10-18 % of frames read /u/", strict=True)
+@pytest.mark.parametrize("voice", ["en", "en+f3"])
+def test_weak_case_english_u(voice):
+    assert vowel_accuracy(sustained(voice, "uuu"), "uuu") >= 0.8
 
 
 @needs_espeak
@@ -156,7 +166,7 @@ def test_openness_follows_the_loudness(voice):
     track = lipsync.analyse_samples(samples, rate)
     envelope = rms_envelope(samples, rate)
     n = min(len(envelope), len(track.open))
-    assert np.corrcoef(track.open[:n], envelope[:n])[0, 1] >= 0.8
+    assert np.corrcoef(track.open[:n], envelope[:n])[0, 1] >= 0.9
     assert 0.3 < track.voiced_ratio < 0.9
 
 
@@ -182,6 +192,90 @@ def test_quiet_and_loud_speech_open_the_mouth_alike():
     assert np.abs(loud.open - quiet.open).max() < 0.02
     sounding = loud.open > 0.2
     assert np.mean(loud.vowels[sounding].argmax(axis=1) == quiet.vowels[sounding].argmax(axis=1)) > 0.98
+
+
+def test_lips_shut_at_a_closure_between_vowels():
+    """ "papa" (70 ms of silence) and "mama" (70 ms of nasal murmur, as loud as it is in speech, and as loud
+    as the vowels): the mouth is wide open on the vowels and shut (0) at the closure, the smoothing does not
+    round it away, and it opens again within 30 ms of the release."""
+    for name, closure in (("papa", silence(0.07)), ("mama", murmur(0.07)), ("loud mama", murmur(0.07, level=0.3))):
+        x = np.concatenate([silence(0.3), vowel(0.3), closure, vowel(0.3), silence(0.3)]).astype(np.float32)
+        track = lipsync.analyse_samples(x, synth.RATE)
+        vowels_open = min(track.open[35:57].min(), track.open[70:90].min())
+        assert vowels_open > 0.5, name
+        assert track.open[62:66].max() == 0.0, (name, track.open[58:72])  # 0.62-0.65 s: mid closure
+        assert track.open[69:72].min() > 0.5 * vowels_open, (name, track.open[58:72])
+
+
+# --- Festival: voices cut from recorded speakers, sentences labelled by the synthesiser ----------------------
+
+# Festival's voices, per clip: the mouth track and Festival's phone segments. The vowel prototypes of the
+# per-clip reading were fitted on the three Czech voices: the English and Finnish ones are held out.
+FITTED = {"cs female (dita)", "cs male (machac)", "cs child (krb)"}
+
+
+@pytest.fixture(scope="module")
+def festival_tracks(tmp_path_factory) -> dict:
+    """{voice: [(track, segments)] or the reason it could not be made}: synthesised once per test module."""
+    need_tool("festival", hint="scripts/setup.sh --test installs it and its voices")
+    directory = tmp_path_factory.mktemp("festival")
+    out = {}
+    for i, voice in enumerate(synth.FESTIVAL_VOICES):
+        try:
+            clips = synth.festival(voice, directory, stem=f"v{i}")
+        except (subprocess.CalledProcessError, FileNotFoundError, subprocess.TimeoutExpired):
+            out[voice] = f"Festival voice {synth.FESTIVAL_VOICES[voice][0]} not installed or failing"
+            continue
+        out[voice] = [(lipsync.analyse(wav), segments) for wav, segments in clips]
+    return out
+
+
+def _voice_clips(festival_tracks, voice):
+    clips = festival_tracks[voice]
+    require(not isinstance(clips, str), str(clips))
+    return clips
+
+
+def _vowel_votes(clips):
+    return [vote for track, segments in clips for vote in synth.vowel_segment_votes(track, segments)]
+
+
+def _closures(clips):
+    return [synth.closure_ok(*c) for track, segments in clips for c in synth.closures(track, segments)]
+
+
+FESTIVAL_IDS = {voice: voice.replace(" ", "-").replace("(", "").replace(")", "") +
+                ("-fitted" if voice in FITTED else "-held-out") for voice in synth.FESTIVAL_VOICES}
+
+
+@pytest.mark.parametrize("voice", list(synth.FESTIVAL_VOICES), ids=FESTIVAL_IDS.get)
+def test_festival_vowel_segments_read_right_in_every_voice(festival_tracks, voice):
+    """Each voice: >= 70 % of its vowel segments (>= 40 ms; the middle half votes) read as the right vowel
+    (measured: 80-96 %)."""
+    votes = _vowel_votes(_voice_clips(festival_tracks, voice))
+    assert len(votes) >= 20
+    accuracy = np.mean([expected == read for expected, read in votes])
+    assert accuracy >= 0.7, f"{voice}: {accuracy:.0%} of {len(votes)} vowel segments"
+
+
+def test_festival_vowel_segments_read_right_overall(festival_tracks):
+    """All voices together: >= 85 % of the vowel segments; the held-out voices alone too (>= 80 %)."""
+    for voice in synth.FESTIVAL_VOICES:
+        _voice_clips(festival_tracks, voice)  # every voice is there, or the test skips saying which
+    votes = {voice: _vowel_votes(festival_tracks[voice]) for voice in synth.FESTIVAL_VOICES}
+    pooled = [e == r for v in votes.values() for e, r in v]
+    held_out = [e == r for voice, v in votes.items() if voice not in FITTED for e, r in v]
+    assert np.mean(pooled) >= 0.85, f"{np.mean(pooled):.1%} of {len(pooled)}"
+    assert np.mean(held_out) >= 0.8, f"held-out voices: {np.mean(held_out):.1%} of {len(held_out)}"
+
+
+@pytest.mark.parametrize("voice", list(synth.FESTIVAL_VOICES), ids=FESTIVAL_IDS.get)
+def test_festival_lips_close_at_p_b_m(festival_tracks, voice):
+    """/p b m/ between vowels: at most half as open as the vowels beside, and shut (<= 0.1) mid /p b/;
+    >= 85 % of them in each voice (measured: 94-100 %)."""
+    shut = _closures(_voice_clips(festival_tracks, voice))
+    assert len(shut) >= 8
+    assert np.mean(shut) >= 0.85, f"{voice}: {sum(shut)} of {len(shut)} closures"
 
 
 # --- Formats ---------------------------------------------------------------------------------------------------

@@ -134,11 +134,81 @@ def test_multipart_without_a_file_field_says_what_to_send(client):
 @pytest.mark.parametrize("query, message", [
     ("start=later", "start must be"), ("offset_ms=-5", "offset_ms"), ("offset_ms=abc", "offset_ms"),
     ("offset_ms=nan", "offset_ms"), ("track=maybe", "track"), ("analyze_only=2", "analyze_only"),
+    ("rate=0", "rate must be between 0.25 and 4"), ("rate=0.2", "rate must be"), ("rate=4.5", "rate must be"),
+    ("rate=-1", "rate"), ("rate=fast", "rate"), ("rate=inf", "rate"), ("rate=nan", "rate"),
 ])
 def test_bad_options_are_a_json_400(client, th, query, message):
     response = client.post(f"{URL}?{query}", data=SPEECH)
     assert response.status_code == 400 and message in response.get_json()["error"]
     assert th.stats()["lipsync_tracks"] == 0
+
+
+def mouth_at(th, t: float) -> float:
+    """How open the mouth is at wall-clock time t as things stand (the pose is a function of time)."""
+    return float(th.animator.pose_at(t)[VOWELS].sum())
+
+
+def wall_times(before: float, after: float, t0: float, t1: float, rate: float = 1.0, offset: float = 0.0):
+    """Wall-clock times at which the track is t0-t1 s into the audio, wherever between `before` and `after`
+    the request started it (played at `rate`, `offset` s of it already played then)."""
+    lo, hi = after + (t0 - offset) / rate, before + (t1 - offset) / rate
+    assert lo <= hi, f"the request took {after - before:.2f} s: too long to time the track"
+    return np.linspace(lo, hi, 6)
+
+
+@pytest.fixture(scope="module")
+def warm_analyser():
+    """The first analysis in a process imports PyAV (~0.5 s on a busy machine): not inside a timed request."""
+    from talkinghead import lipsync
+
+    lipsync.analyse(SPEECH)
+
+
+@pytest.mark.parametrize("rate", [1.0, 1.5])
+def test_rate_plays_the_track_that_much_faster(client, th, rate, warm_analyser):
+    """The audio plays 1.5x as fast (SillyTavern's playback_rate): the vowel, 0.3-1.1 s into the clip, shows
+    from 0.2 to 0.73 s after the request on the wall clock, shut after (at 1x it is open until 1.1 s)."""
+    before = time.monotonic()
+    response = client.post(f"{URL}?rate={rate:g}", data=SPEECH)
+    after = time.monotonic()
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["duration_s"] == pytest.approx(1.8, abs=0.02)  # the clip's own length
+    for t in wall_times(before, after, 0.38, 1.02, rate):  # in the vowel (less its 10 ms ramps and the attack)
+        assert mouth_at(th, t) > 0.5, (rate, t - before)
+    for t in [*wall_times(before, after, 0.0, 0.25, rate), *wall_times(before, after, 1.2, 1.78, rate)]:
+        assert mouth_at(th, t) < 0.05, (rate, t - before)
+
+
+def test_rate_as_a_multipart_form_field(client, th):
+    response = client.post(URL, data={"file": (io.BytesIO(SPEECH), "speech.wav"), "rate": "9"},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and "rate must be between 0.25 and 4" in response.get_json()["error"]
+    assert th.stats()["lipsync_tracks"] == 0
+    response = client.post(URL, data={"file": (io.BytesIO(SPEECH), "speech.wav"), "rate": "1.25"},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200 and th.stats()["lipsync_tracks"] == 1
+
+
+def test_rate_counts_the_offset_in_the_audio_s_time(client, th, warm_analyser):
+    """offset_ms is where playback is in the audio: 600 ms at 1.5x began 0.4 s ago on the wall clock."""
+    before = time.monotonic()
+    client.post(URL + "?offset_ms=600&rate=1.5", data=SPEECH)
+    after = time.monotonic()
+    for t in wall_times(before, after, 0.7, 1.0, 1.5, offset=0.6):
+        assert mouth_at(th, t) > 0.5, t - before
+    for t in wall_times(before, after, 1.2, 1.78, 1.5, offset=0.6):
+        assert mouth_at(th, t) < 0.05, t - before
+
+
+def test_rate_applies_to_a_track_queued_for_start_talking(client, th, warm_analyser):
+    client.post(URL + "?start=next_talking&rate=2", data=SPEECH)
+    before = time.monotonic()
+    client.get("/api/talkinghead/start_talking")
+    after = time.monotonic()
+    for t in wall_times(before, after, 0.4, 1.0, 2.0):
+        assert mouth_at(th, t) > 0.5, t - before
+    for t in wall_times(before, after, 1.2, 1.78, 2.0):
+        assert mouth_at(th, t) < 0.05, t - before
 
 
 def test_unload_ends_a_playing_track(client, th):

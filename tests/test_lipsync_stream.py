@@ -1,7 +1,8 @@
 """Lip-sync on the real poser, in the smooth stream a CPU server runs: after POST /lipsync with start=now,
 frames a viewer receives over HTTP (result_feed) during the vowel show an open mouth and frames in the
 silence a shut one (pixels of the mouth region), and each frame's mouth is that of its own time's pose: the
-stream lags the audio by at most a frame. (The pose follows the track in sync: test_animator.py.)"""
+stream lags the audio by at most a frame; the lips shut at /m/ and /p/ between vowels. (The pose follows the
+track in sync: test_animator.py.)"""
 from __future__ import annotations
 
 import io
@@ -14,7 +15,7 @@ from PIL import Image
 import pytest
 
 from server import Config, create_app
-from synth import silence, vowel, wav_bytes
+from synth import murmur, silence, vowel, wav_bytes
 from talkinghead import pose as P, weights
 from talkinghead.image import load_character
 from talkinghead.settings import VOWEL_MORPHS
@@ -129,3 +130,45 @@ def test_lipsynced_stream_opens_the_mouth_on_the_vowel_and_shuts_it_in_silence(s
                   if (vowels >= 0.5 and change < 1.0) or (vowels == 0.0 and change > 0.6)]
     assert len(mismatched) <= 2, f"frames whose mouth is not their pose's (s after the request): {mismatched}"
     assert sum(vowels >= 0.5 for _, vowels, _, _ in frames) >= 0.8 * (VOWEL_TO - VOWEL_FROM) / FRAME
+
+
+# "a-ma-pa": vowels with an /m/ (nasal murmur) and a /p/ (silence) of 80 ms between them.
+CLOSURE_S = 0.08
+AMAPA_PARTS = [silence(0.4), vowel(0.4), murmur(CLOSURE_S), vowel(0.4), silence(CLOSURE_S), vowel(0.4), silence(1.0)]
+AMAPA = wav_bytes(np.concatenate(AMAPA_PARTS))
+CLOSURES = [(0.8, 0.8 + CLOSURE_S), (1.2 + CLOSURE_S, 1.2 + 2 * CLOSURE_S)]  # s into the clip: /m/, /p/
+
+
+def test_lipsynced_stream_shuts_the_mouth_at_m_and_p(smooth_engine):
+    """At each 80 ms closure a frame shows a shut mouth (pose and pixels), between open vowels."""
+    th = smooth_engine
+    client = create_app(Config(modules=["talkinghead"]), engines={"talkinghead": th}).test_client()
+    deadline = time.monotonic() + 240
+    while not mouth_faces_ready(th) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    shut = th.slot.latest().rgba.copy()
+
+    before = time.monotonic()
+    response = client.post("/api/talkinghead/lipsync?start=now", data=AMAPA, content_type="audio/wav")
+    after = time.monotonic()
+    assert response.status_code == 200, response.get_json()
+    frames, seq = [], th.slot.latest().seq
+    while time.monotonic() < after + 2.6:
+        frame = th.slot.wait_newer(seq, timeout=2.0)
+        seq = frame.seq
+        frames.append((frame.t, float(frame.meta["pose"][VOWELS].sum()), mouth_change(frame.rgba, shut)))
+
+    # What a viewer sees, frame by frame: open (the mouth region moved > 1.5 levels: a vowel), shut (< 0.6 and
+    # the pose's mouth shut too) or between. Runs of the same state, transitions left out, must read
+    # shut - a - shut (/m/) - a - shut (/p/) - a - shut: each 80 ms closure reached the stream.
+    states = []
+    for t, vowels, change in frames:
+        state = "open" if change > 1.5 else "shut" if change < 0.6 and vowels < 0.05 else None
+        if state and (not states or states[-1][0] != state):
+            states.append((state, round(t - before, 2)))
+    assert [state for state, _ in states] == ["shut", "open"] * 3 + ["shut"], \
+        f"(state, s after the request) {states}; frames (s, pose, pixels): " \
+        f"{[(round(t - before, 2), round(v, 2), round(c, 2)) for t, v, c in frames]}"
+    # ... and at the closures' times: the request arrived between `before` and `after`.
+    for (state, t), (start, end) in zip((states[2], states[4]), CLOSURES):
+        assert start - 0.04 <= t <= end + (after - before), (states, CLOSURES)

@@ -53,6 +53,9 @@ def stop_talking():
     return text("talking stopped")
 
 
+MIN_RATE, MAX_RATE = 0.25, 4.0  # playback rates a client may ask for (browsers play 0.0625-16; TTS UIs ~0.5-3)
+
+
 @blueprint.post("/lipsync")
 def lipsync():
     """Speech audio (multipart field `file`, or the raw body) → the mouth follows it; answers the analysis."""
@@ -63,10 +66,14 @@ def lipsync():
     offset_ms = _number(options, "offset_ms", 0.0)
     if not 0.0 <= offset_ms <= lipsync_mod.MAX_DURATION_S * 1000:
         raise bad_request(f"offset_ms must be between 0 and {lipsync_mod.MAX_DURATION_S * 1000:.0f}, got {offset_ms:g}")
+    rate = _number(options, "rate", 1.0)  # the client's playback rate (an audio element's playbackRate)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise bad_request(f"rate must be between {MIN_RATE:g} and {MAX_RATE:g} (the playback speed), got {rate:g}")
     analyze_only, with_track = _flag(options, "analyze_only"), _flag(options, "track")
     audio = _audio_from(request)
     try:
-        track = engine().lipsync(audio, start=start, offset_s=offset_ms / 1000, drive=not analyze_only)
+        track = engine().lipsync(audio, start=start, offset_s=offset_ms / 1000, drive=not analyze_only,
+                                 rate=rate)
     except lipsync_mod.AudioError as e:
         raise bad_request(f"{str(e).rstrip('.')}; the animation is unchanged") from None
     return jsonify(track.to_json(with_track=with_track or analyze_only))
