@@ -60,6 +60,7 @@ class Config:
     talkinghead_idle_seconds: float = 5.0  # no viewer for this long: rendering stops (0: never)
     talkinghead_mocap: str | None = None  # ifacialmocap[:PHONE_IP] or vmc[:PORT]: face capture drives the pose
     user_data: str | None = None  # the user's saved emotion templates; None: kept in memory only (tests)
+    talkinghead_keyframes: str | None = None  # the CPU stream's keyframes per character; None: not kept (tests)
     api_key: str | None = None  # set when secure; filled by main() from api_key.txt
     testing: bool = False
 
@@ -97,6 +98,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--user-data", default=str(weights.DATA_DIR / "user"), metavar="DIR",
                    help="folder for what the user saves, e.g. emotion templates from the manual poser "
                         "(default: data/user)")
+    p.add_argument("--talkinghead-keyframes", default=str(weights.DATA_DIR / "cache" / "keyframes"), metavar="DIR",
+                   help="folder where the CPU stream keeps each character's keyframes, so a restart or a character "
+                        "seen before starts warm (at most 200 MB a character, 1 GB in all; default: "
+                        "data/cache/keyframes; 'none': not kept)")
     a = p.parse_args(argv)
     names = [n.strip().strip("'\"") for n in a.enable_modules.strip("'\"").split(",") if n.strip().strip("'\"")]
     try:
@@ -118,7 +123,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   classification_model=a.classification_model, talkinghead_gpu=a.talkinghead_gpu,
                   talkinghead_model=a.talkinghead_model, talkinghead_models=a.talkinghead_models,
                   talkinghead_backend=a.talkinghead_backend, talkinghead_idle_seconds=a.talkinghead_idle_seconds,
-                  talkinghead_mocap=a.talkinghead_mocap, user_data=a.user_data)
+                  talkinghead_mocap=a.talkinghead_mocap, user_data=a.user_data,
+                  talkinghead_keyframes=None if a.talkinghead_keyframes.lower() == "none" else a.talkinghead_keyframes)
 
 
 def create_app(config: Config, engines: dict | None = None) -> Flask:
@@ -160,7 +166,9 @@ def create_app(config: Config, engines: dict | None = None) -> Flask:
 
     @app.get("/api/modules")
     def _modules():
-        return jsonify(modules=config.modules)
+        # `server` and `version` tell clients this is talkinghead-extras (port 5100 is also the default of
+        # SillyTavern-Extras and raven-server); `modules` is SillyTavern-Extras' own field, unchanged.
+        return jsonify(modules=config.modules, server="talkinghead-extras", version=openapi.VERSION)
 
     app.register_blueprint(openapi.blueprint)  # GET /api/openapi.json
 

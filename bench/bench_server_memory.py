@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import socket
 import subprocess
 import sys
 import threading
@@ -19,15 +18,11 @@ from pathlib import Path
 
 import requests
 
+from common import free_port  # bench/common.py
+
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = ["I love this so much!", "Why would you do that to me?", "That is really sad news.",
             "Wow, I did not expect that at all!", "Hmm, I am not sure what you mean.", "Get out of here!"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def memory_mb(pid: int) -> dict[str, float]:

@@ -128,12 +128,11 @@ def quality(poser: Poser, samples, list_below: float = 0.0) -> dict:
 
 
 def _how_made(sample) -> str:
-    """How the smooth source made a frame: its blend between which keyframes (seconds from the frame)."""
-    _, t, meta = sample
-    left, right = meta.get("keyframes", (None, None))
-    where = f"keyframes at {left - t:+.2f} s and " + ("none after" if right is None else f"{right - t:+.2f} s")
-    return (f"{where}, blend {meta.get('blend', 0):.2f}, keyframe gap {meta.get('keyframe_gap', 0):.2f}, "
-            f"stale face {bool(meta.get('stale_face'))}")
+    """How the smooth source made a frame: which keyframes (their numbers) with which weights, the blend's
+    estimated error (talkinghead.smooth.interpolation), and whether the face was stale."""
+    _, _, meta = sample
+    return (f"keyframes {meta.get('keyframes')}, weights {meta.get('blend')}, blend error "
+            f"{meta.get('blend_error')}, stale face {bool(meta.get('stale_face'))}")
 
 
 class FaceChange:

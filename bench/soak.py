@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import io
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import free_port  # noqa: E402  (bench/common.py)
 from talkinghead.stream import PartReader  # noqa: E402
 
 EMOTIONS = ["joy", "anger", "sadness", "surprise", "neutral", "curiosity", "fear", "no-such-emotion"]
@@ -151,12 +151,6 @@ def sample(process: psutil.Process) -> dict:
 
 def stats(base: str) -> dict:
     return requests.get(base + "/api/talkinghead/stats", timeout=30).json()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, step: float = 0.5) -> bool:

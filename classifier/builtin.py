@@ -24,11 +24,12 @@ from classifier.cpu import one_cpu_thread
 from classifier.embedding import SentenceEmbedder, bundled_model_dir, model_fingerprint
 from classifier.errors import ClassifierError
 from classifier.labels import LABELS, neutral_only, ranked
+from talkinghead.weights import default_data_dir
 
 log = logging.getLogger(__name__)
 
 TRAINING_DATA = Path(__file__).resolve().parent / "data" / "train.jsonl"
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / "data" / "cache"
+DEFAULT_CACHE_DIR = default_data_dir() / "cache"  # data/cache in a checkout (docs/install.md)
 # Mean-pooled layers 2, 4 and 6: chosen by 5-fold cross-validation on the training set alone (77 % top-1 vs 68 %
 # for the last layer only); the held-out test set played no part in the choice.
 FEATURE_LAYERS = (2, 4, 6)

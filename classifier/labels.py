@@ -1,19 +1,17 @@
 """The 28 GoEmotions labels the avatar has templates for, their coarse families, and the table that maps a
 foreign classifier's labels onto them.
 
-This is the one place that knows the label set: the built-in head, the custom-model adapter, the HTTP module
-and the accuracy test all read it from here.
+The label set is the avatar's: one emotion template each (talkinghead.emotions.EMOTIONS, the one source, which
+tests/test_labels.py holds the SillyTavern extension and docs/api.md to). On the classifier's side the built-in
+head, the custom-model adapter, the HTTP module and the accuracy test all read it from here.
 """
 from __future__ import annotations
 
 import re
 
-LABELS: tuple[str, ...] = (
-    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
-    "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief",
-    "joy", "love", "nervousness", "neutral", "optimism", "pride", "realization", "relief", "remorse", "sadness",
-    "surprise",
-)
+from talkinghead.emotions import EMOTIONS
+
+LABELS: tuple[str, ...] = EMOTIONS
 NEUTRAL = "neutral"
 
 # Coarse families (after Demszky et al., "GoEmotions", 2020: the Ekman grouping, with disgust folded into

@@ -142,8 +142,11 @@ def full_document() -> dict:
                  "description": "{emotion: {morph: value}} (emotion: one of the 28 names); {} resets to the "
                                 "server's templates"}
     paths = {
-        "/api/modules": {"get": _op("the enabled modules, in the order given", _json(
-            _obj({"modules": {"type": "array", "items": {"type": "string"}}}, ("modules",))), tag="server")},
+        "/api/modules": {"get": _op("the enabled modules, in the order given; `server` and `version` identify "
+                                    "this server (SillyTavern-Extras answers `modules` only)", _json(
+            _obj({"modules": {"type": "array", "items": {"type": "string"}},
+                  "server": {"type": "string", "enum": ["talkinghead-extras"]}, "version": {"type": "string"}},
+                 ("modules", "server", "version"))), tag="server")},
         "/api/openapi.json": {"get": _op("this document (the routes of the enabled modules)",
                                          _json({"type": "object"}), tag="server")},
         "/api/classify": {"post": _op(

@@ -44,4 +44,40 @@ if $want_test; then
   # is missing when it cannot (not root, apt fails): under CI=true the tests that need them fail, not skip.
   scripts/test-tools.sh
 fi
+if $want_test; then
+  # SillyTavern 1.19.0, the npm package, for the extension's end-to-end test (a few hundred MB, once).
+  st=.cache/sillytavern-1.19.0
+  if [ ! -f "$st/.installed" ]; then
+    if command -v npm >/dev/null 2>&1; then
+      say "installing SillyTavern 1.19.0 (npm) into $st for the extension's end-to-end test"
+      mkdir -p "$st"
+      if npm install --prefix "$st" --no-audit --no-fund --loglevel=error --omit=dev sillytavern@1.19.0 >/dev/null; then
+        touch "$st/.installed"
+      else
+        say "could not install SillyTavern 1.19.0 with npm; its end-to-end test will be skipped"
+      fi
+    else
+      say "npm not found (apt-get install nodejs npm); the SillyTavern end-to-end tests will be skipped"
+    fi
+  fi
+  # SillyTavern 1.12.6, vendored (shared/vendor/ beside the checkout, or $TALKINGHEAD_SILLYTAVERN_TARBALL):
+  # unpacked into .cache with its packages, once (the test does the same when this did not).
+  st=.cache/sillytavern-1.12.6
+  tarball="${TALKINGHEAD_SILLYTAVERN_TARBALL:-../shared/vendor/sillytavern-1.12.6.tar.gz}"
+  if [ ! -f "$tarball" ] && common="$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null)"; then
+    tarball="$(dirname "$(dirname "$common")")/shared/vendor/sillytavern-1.12.6.tar.gz"  # a git worktree
+  fi
+  [ ! -f "$st/.installed" ] && [ -d "$st/node_modules/express" ] && touch "$st/.installed"  # the test made it
+  if [ ! -f "$st/.installed" ] && [ -f "$tarball" ] && command -v npm >/dev/null 2>&1; then
+    say "unpacking SillyTavern 1.12.6 into $st for the extension's end-to-end test"
+    rm -rf "$st" "$st.partial" && mkdir -p "$st.partial"
+    if tar -xzf "$tarball" -C "$st.partial" && mv "$st.partial/sillytavern-1.12.6" "$st" \
+        && (cd "$st" && npm install --no-audit --no-fund --loglevel=error --omit=dev >/dev/null); then
+      touch "$st/.installed"
+    else
+      say "could not prepare SillyTavern 1.12.6; its end-to-end test will try again"
+    fi
+    rm -rf "$st.partial"
+  fi
+fi
 say "ready"

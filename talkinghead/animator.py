@@ -27,6 +27,7 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from talkinghead import pose
+from talkinghead.curves import smoothstep as _smoothstep
 from talkinghead.settings import VOWEL_MORPHS, AnimatorSettings
 
 log = logging.getLogger(__name__)
@@ -208,13 +209,16 @@ class Animator:
         self._restart_mouth(t, talking=True, speech=_TrackSpeech(track, start))
 
     # -- the pose ------------------------------------------------------------------------------------------
-    def pose_at(self, t: float) -> np.ndarray:
-        """The pose at wall-clock time t: 45 float32 within pose.LOW..HIGH."""
+    def pose_at(self, t: float, transient: bool = True) -> np.ndarray:
+        """The pose at wall-clock time t: 45 float32 within pose.LOW..HIGH. transient=False: without the
+        blink and the talking mouth (the emotion's own mouth), the face the smooth stream renders keyframes
+        with."""
         with self._lock:
             result = self._face.value(t).astype(np.float64)
             result[self._sway.indices] = self._sway.position(t) + self._jitter(t)
-            _apply_blink(result, self._blinks.closure(t))
-            result[_VOWELS] = self._mouth.vowels(t, result[_VOWELS])
+            if transient:
+                _apply_blink(result, self._blinks.closure(t))
+                result[_VOWELS] = self._mouth.vowels(t, result[_VOWELS])
             result[_BREATHING] = self._breathing.value(t)
             return np.clip(result, pose.LOW, pose.HIGH).astype(np.float32)
 
@@ -345,11 +349,6 @@ class KeyedRandom:
 
 
 # ---- smooth curves -----------------------------------------------------------------------------------------
-def _smoothstep(x: float) -> float:
-    x = min(max(x, 0.0), 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 def _decay(step: float, dt: float) -> float:
     """Fraction of a distance still left after dt seconds when each tick covers `step` of what is left."""
     return (1.0 - step) ** (max(dt, 0.0) / TICK)

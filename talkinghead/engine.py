@@ -7,6 +7,7 @@ with `idle_after`, rendering stops when nobody has watched for that long and res
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,13 +25,20 @@ from talkinghead.stream import Viewers
 
 log = logging.getLogger(__name__)
 
+# The face values a capture's resting face leaves out (closed mouth, open eyes), as the animator's does.
+_TRANSIENT = [pose_mod.INDEX[name] for name in ("mouth_aaa_index", "mouth_iii_index", "mouth_uuu_index",
+                                                 "mouth_eee_index", "mouth_ooo_index", "eye_wink_left_index",
+                                                 "eye_wink_right_index")]
+
 
 class TalkingHead:
     def __init__(self, poser, *, smooth: bool = False, description: dict | None = None, seed: int | None = None,
-                 clock: Callable[[], float] = time.monotonic, idle_after: float | None = None):
+                 clock: Callable[[], float] = time.monotonic, idle_after: float | None = None,
+                 keyframe_disk=None):
         """smooth: deliver target_fps frames from exact keyframes + interpolation (for a CPU that cannot
         render exact frames at target_fps); otherwise every frame is an exact render. idle_after: seconds
-        without a viewer after which rendering stops (None: never)."""
+        without a viewer after which rendering stops (None: never). keyframe_disk: where the smooth stream
+        keeps each character's keyframes across restarts (talkinghead.smooth.KeyframeDisk; None: nowhere)."""
         self.poser = poser
         self.description = dict(description or {})
         self._clock = clock
@@ -46,7 +54,8 @@ class TalkingHead:
         self.viewers = Viewers(on_change=self._viewers_changed)
         fps = lambda: self.animator.settings.target_fps  # noqa: E731
         self.source = SmoothSource(poser, self._pose_at, self._generation, fps, clock,
-                                   locks=self._poser_lock) if smooth else None
+                                   base_pose_at=self._base_pose_at, urgent=self._urgent_generation,
+                                   locks=self._poser_lock, disk=keyframe_disk) if smooth else None
         self.renderer = Renderer(self._render_frame, fps=fps, clock=clock)
         self.slot = self.renderer.slot
         self.lipsync_tracks = 0  # tracks received to drive the mouth (stats)
@@ -194,8 +203,10 @@ class TalkingHead:
 
     # -- queries -----------------------------------------------------------------------------------------
     def render_still(self, pose: np.ndarray) -> bytes:
-        """The exact PNG of the current character in `pose` (no cache, no approximation)."""
-        with self._poser_lock:
+        """The exact PNG of the current character in `pose` (no cache, no approximation). With a smooth
+        stream the still takes the cores: the workers' runs in progress stop (a keyframe or a face is made
+        again later; the stream goes on from the keyframes it has) and start again after it."""
+        with (self.source.workers_held() if self.source else contextlib.nullcontext()), self._poser_lock:
             rgba = self.poser.render(pose)
         return encode.png(rgba)
 
@@ -238,6 +249,9 @@ class TalkingHead:
             return {}
         s = self.source
         return {"keyframes_rendered": s.keyframes_rendered, "keyframe_ms": round(s.last_keyframe_ms, 1),
+                "keyframes": {"stored": len(s.keyframes), "rendered": s.keyframes_rendered,
+                              "loaded_from_disk": s.keyframes_loaded, "evicted": s.keyframes.evicted,
+                              "megabytes": round(s.keyframes.nbytes / 2 ** 20, 1)},
                 "face_cache": {"entries": len(s.faces), "hits": s.faces.hits, "misses": s.faces.misses},
                 "stale_face_frames": s.stale_frames}
 
@@ -317,13 +331,24 @@ class TalkingHead:
                 self.source.image_kept()
             raise
         if self.source:
-            self.source.image_changed()
+            disk = self.source.disk
+            self.source.image_changed(disk.key(rgba) if disk is not None else None)
 
     def _pose_at(self, t: float) -> np.ndarray:
         """The pose shown at t. Eyebrow/face values are quantised (steps of 1/32, invisible) in every mode,
         so the smooth stream can reuse face-morpher outputs and still show exactly this pose's face."""
         with self._state_lock:
             return quantize_face(self._overridden(t, self.animator.pose_at(t)))
+
+    def _base_pose_at(self, t: float) -> np.ndarray:
+        """The pose at t with its resting face: no blink, no talking (a capture's mouth closed and eyes
+        open). The smooth stream renders and looks up keyframes with it, so they serve every blink and
+        mouth shape (the frame pastes its own face in)."""
+        with self._state_lock:
+            pose = self._overridden(t, self.animator.pose_at(t, transient=False))
+            if self._override is not None:
+                pose[_TRANSIENT] = 0.0
+            return quantize_face(pose)
 
     # -- pose override: face capture drives the pose (talkinghead.mocap.Puppeteer) ---------------------------
     _override = None  # override_at(t) -> (values, weight) | None; generation; on_change and ramp are set here
@@ -335,15 +360,22 @@ class TalkingHead:
         (an event) and waits ramp() s (the smoothing: a frame; in smooth mode what a face and a keyframe
         cost, the soonest the stream can show a new head pose) before the next. None: no override."""
         if source is not None:
-            source.on_change = self._event
-            source.ramp = lambda: max(1.0 / self.animator.settings.target_fps,
-                                      self.source.scheduler.face_cost + self.source.scheduler.keyframe_cost
-                                      if self.source else 0.0)
+            source.on_change = self._capture_changed
+            source.ramp = lambda: 1.0 / self.animator.settings.target_fps  # any pose shows in the next frame
         with self._state_lock:
             if self._override is not None:
                 self._override_base += self._override.generation + 1
             self._override = source
         self._event()
+
+    def _capture_changed(self) -> None:
+        """A new capture pose (many a second): the smooth stream's workers look again, nothing is stopped."""
+        if self.source:
+            self.source.event(urgent=False)
+
+    def _urgent_generation(self) -> int:
+        """Changes on commands (not on capture updates): the smooth stream rushes their first face."""
+        return self.animator.generation + self._override_base
 
     def _generation(self) -> int:
         """Changes on every event: the animator's and the override's."""

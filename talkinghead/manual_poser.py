@@ -1,7 +1,7 @@
 """`python -m talkinghead.manual_poser`: the manual poser in the browser (the original THA3 demo's entry point).
 
 If a server already answers on the port, its poser page is opened; otherwise a talkinghead-only server is
-started here (any further flags go to server.py) and the page opens once it answers.
+started here as a child process (server.py; any further flags go to it) and the page opens once it answers.
 
     python -m talkinghead.manual_poser [--port 5100] [--no-browser] [server.py flags, e.g. --talkinghead-gpu]
 """
@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 import webbrowser
+from pathlib import Path
 
 PAGE_PATH = "/talkinghead/poser"
+SERVER_PROGRAM = Path(__file__).resolve().parents[1] / "server.py"  # the checkout's, or site-packages'
 START_TIMEOUT_S = 600  # the first start exports the networks to OpenVINO (about a minute on 2 cores)
 
 
@@ -59,15 +62,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the server on port {args.port} runs without the talkinghead module; restart it with "
               "--enable-modules=talkinghead or choose another --port", file=sys.stderr)
         return 1
-    from talkinghead.weights import REPO_ROOT
-
-    if str(REPO_ROOT) not in sys.path:  # started from another folder
-        sys.path.insert(0, str(REPO_ROOT))
-    import server  # only now: Flask, the networks and their weights
-
     threading.Thread(target=open_when_ready, args=(base_url, open_page), daemon=True).start()
     # last, so they win over the same flags among the passed-on ones: a talkinghead-only server on this port
-    return server.main([*server_flags, "--enable-modules=talkinghead", f"--port={args.port}"])
+    return run_server([*server_flags, "--enable-modules=talkinghead", f"--port={args.port}"])
+
+
+def run_server(flags: list[str]) -> int:
+    """Run the server program (server.py, installed beside these packages; the talkinghead-extras command) with
+    `flags` until it stops, and return its exit code. A program of its own, not an import: this launcher stays
+    a client of the server, and Flask, the networks and their weights load only there."""
+    server = subprocess.Popen([sys.executable, str(SERVER_PROGRAM), *flags])
+    while True:
+        try:
+            return server.wait()
+        except KeyboardInterrupt:  # Ctrl+C reached the server too: it stops by itself, then we return its code
+            continue
 
 
 def _open_and_print(url: str) -> None:

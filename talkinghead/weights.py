@@ -22,7 +22,20 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("TALKINGHEAD_DATA_DIR", REPO_ROOT / "data"))
+
+
+def default_data_dir() -> Path:
+    """Where weights, images, caches and the user's files live unless TALKINGHEAD_DATA_DIR says otherwise: a
+    source checkout's own `data/` (the folder beside pyproject.toml); an installed package (`pip install .`),
+    which has no such folder, the user's data folder `$XDG_DATA_HOME/talkinghead-extras` (by default
+    `~/.local/share/talkinghead-extras`). See docs/install.md."""
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / "data"
+    user_data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(user_data) / "talkinghead-extras"
+
+
+DATA_DIR = Path(os.environ.get("TALKINGHEAD_DATA_DIR", default_data_dir()))
 MODELS_DIR = DATA_DIR / "models"
 IMAGES_DIR = DATA_DIR / "images"
 DEFAULT_CHARACTER = IMAGES_DIR / "lambda_00.png"

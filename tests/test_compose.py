@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from talkinghead import pose as P
-from talkinghead.smooth.compose import InBetween, compose, to_rgba_uint8
+from talkinghead.smooth.compose import Blender, compose, to_rgba_uint8
 from talkinghead.smooth.faces import FACE_BOX
-from talkinghead.smooth.keyframes import Keyframe
+from talkinghead.smooth.keyframes import Keyframe, pixel_grid
 from talkinghead.tha3.poser import tensor_to_rgba_uint8_tensor
 
 
@@ -41,27 +41,32 @@ def test_at_a_keyframes_pose_the_composed_frame_is_the_exact_render(real_poser):
     assert np.abs(frame.astype(int) - real_poser.render(pose).astype(int)).max() <= 1
 
 
-def keyframe(t: float, head_y: float, value: float) -> Keyframe:
+def keyframe(head_y: float, value: float) -> Keyframe:
     pose = np.zeros(45, np.float32)
     pose[P.INDEX["head_y_index"]] = head_y
     fill = np.full((2, 2, 4), value, np.float16)
-    return Keyframe(t, 0, 0, pose, np.full((2, 2, 2), value, np.float32), fill, fill)
+    return Keyframe(pose, 0, np.full((2, 2, 2), value, np.float16), fill, fill)
 
 
-def test_a_frame_between_keyframes_blends_their_outputs_by_how_far_its_rotation_has_come():
-    left, right = keyframe(100.0, 0.0, 0.0), keyframe(101.0, 0.4, 1.0)
-    pose = np.zeros(45, np.float32)
-    pose[P.INDEX["head_y_index"]] = 0.1  # a quarter of the way, whatever the time
-    w, (grid, color, alpha) = InBetween().outputs(pose, 100.9, left, right)
-    assert w == 0.25
-    assert all(np.allclose(x, 0.25) for x in (grid, color, alpha))
+def test_a_frame_blends_its_keyframes_outputs_by_their_weights():
+    a, b, c = keyframe(0.0, 0.0), keyframe(0.4, 1.0), keyframe(0.8, 2.0)
+    grid, color, alpha = Blender().outputs([(a, 0.25), (b, 0.5), (c, 0.25)])
+    assert np.allclose(grid, pixel_grid(2, 2) + 1.0)  # each pixel samples one pixel right and down
+    assert np.allclose(color, 1.0) and np.allclose(alpha, 1.0)
     assert color.dtype == np.float32  # blended in float32, though kept in half
 
 
-def test_without_a_right_keyframe_the_left_ones_outputs_are_shown():
-    left = keyframe(100.0, 0.0, 0.5)
-    w, (grid, color, alpha) = InBetween().outputs(left.pose, 100.5, left, None)
-    assert w == 0.0 and grid is left.sample_map and np.array_equal(color, left.color.astype(np.float32))
+def test_a_single_keyframe_is_shown_as_it_is():
+    a = keyframe(0.0, 0.5)
+    grid, color, alpha = Blender().outputs([(a, 1.0)])
+    assert np.array_equal(grid, a.sample_map) and np.array_equal(color, a.color.astype(np.float32))
+
+
+def test_a_keyframe_keeps_the_sampling_map_within_two_hundredths_of_a_pixel():
+    rng = np.random.default_rng(0)
+    sample_map = pixel_grid(512, 512) + rng.uniform(-60, 60, (512, 512, 2)).astype(np.float32)
+    kept = Keyframe.of(np.zeros(45), 0, sample_map, np.zeros((512, 512, 4)), np.zeros((512, 512, 4)))
+    assert np.abs(kept.sample_map - sample_map).max() < 0.02 and kept.nbytes == 5 * 2 ** 20
 
 
 def test_the_srgb_table_is_within_one_level_of_the_exact_conversion():

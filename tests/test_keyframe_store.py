@@ -1,65 +1,112 @@
-"""The smooth stream's keyframe store alone: which keyframes a time falls between, and which ones a new
-keyframe replaces or the clock leaves behind."""
+"""The smooth stream's keyframe store and its blend weights alone (no poser): which keyframes a pose blends,
+with which weights, how good the blend is said to be, and which keyframes the memory budget drops."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
+import pytest
 
+from talkinghead import pose as P
+from talkinghead.smooth import interpolation
 from talkinghead.smooth.keyframes import Keyframe, KeyframeStore
 
-
-def keyframe(t: float, generation: int = 0) -> Keyframe:
-    tiny = np.zeros(1)
-    return Keyframe(t, generation, 0, np.zeros(45, np.float32), tiny, tiny, tiny)
+HEAD_Y, NECK_Z, BREATHING = (P.INDEX[n] for n in ("head_y_index", "neck_z_index", "breathing_index"))
+GAP_Y = interpolation.GAP[HEAD_Y - P.ROTATION.start]
 
 
-def store_of(*keyframes: Keyframe, now: float = 0.0) -> KeyframeStore:
-    store = KeyframeStore(2.0, threading.Condition())
-    for kf in keyframes:
-        store.add(kf, now=now, generation=kf.generation)
+def pose(head_y: float = 0.0, neck_z: float = 0.0, breathing: float = 0.0, smile: float = 0.0) -> np.ndarray:
+    p = np.zeros(45, np.float32)
+    p[HEAD_Y], p[NECK_Z], p[BREATHING] = head_y, neck_z, breathing
+    p[P.INDEX["mouth_raised_corner_left_index"]] = smile
+    return p
+
+
+def keyframe(p: np.ndarray, value: float = 0.0, size: int = 2) -> Keyframe:
+    fill = np.full((size, size, 4), value, np.float16)
+    return Keyframe(p, 0, np.full((size, size, 2), value, np.float16), fill, fill)
+
+
+def store_of(*poses: np.ndarray, max_bytes: int = 2 ** 30) -> KeyframeStore:
+    store = KeyframeStore(max_bytes)
+    for p in poses:
+        store.add(keyframe(p))
     return store
 
 
-def times(store: KeyframeStore) -> list[float]:
-    return sorted(kf.t for kf in store)
+def weights(store: KeyframeStore, p: np.ndarray) -> dict[float, float]:
+    """head_y of each keyframe used -> its weight"""
+    used, _ = store.blend(p)
+    return {round(float(k.pose[HEAD_Y]), 4): w for k, w in used}
 
 
-def test_a_time_falls_between_the_latest_keyframe_at_or_before_it_and_the_next():
-    store = store_of(keyframe(100.0), keyframe(100.5), keyframe(102.0))
-    left, right = store.bracket(101.0)
-    assert (left.t, right.t) == (100.5, 102.0)
-    left, right = store.bracket(100.5)  # a keyframe's own time: it is the left one
-    assert (left.t, right.t) == (100.5, 102.0)
-    assert store.bracket(99.0)[0] is None and store.bracket(103.0)[1] is None
-    assert KeyframeStore(2.0, threading.Condition()).bracket(100.0) == (None, None)
+def test_at_a_keyframes_pose_the_frame_is_that_keyframe_alone():
+    store = store_of(pose(0.0), pose(0.4), pose(0.0, neck_z=0.2))
+    used, error = store.blend(pose(0.4))
+    assert [(float(k.pose[HEAD_Y]), w) for k, w in used] == [(pytest.approx(0.4), 1.0)] and error == 0.0
 
 
-def test_keys_are_times_on_the_finest_planned_step():
-    store = store_of(keyframe(100.0))
-    assert store.get(100.0).t == 100.0 and store.get(100.0 + 1e-9) is store.get(100.0)
-    assert store.get(100.125) is None  # 2 s / 16: the next key
-    store.add(keyframe(100.0, generation=1), now=0.0, generation=1)
-    assert len(store) == 1 and store.get(100.0).generation == 1  # same time: replaced
+def test_between_two_keyframes_the_weights_follow_the_pose_along_the_line():
+    store = store_of(pose(0.0), pose(0.4))
+    assert weights(store, pose(0.1)) == {0.0: pytest.approx(0.75, abs=2e-3), 0.4: pytest.approx(0.25, abs=2e-3)}
+    _, error = store.blend(pose(0.2))
+    assert error == pytest.approx((0.2 / GAP_Y) ** 2, rel=0.01)  # halfway: a quarter of the gap squared
 
 
-def test_a_new_futures_keyframe_replaces_the_old_ones_between_now_and_it():
-    store = store_of(keyframe(99.0), keyframe(100.5), keyframe(101.0), keyframe(103.0), now=99.5)
-    store.add(keyframe(102.0, generation=1), now=100.0, generation=1)
-    # 99.0 (before now) stays: frames need it; 103.0 (after it) carries the motion on until a new one lands
-    assert times(store) == [99.0, 102.0, 103.0]
-    assert store.made_for(1) == {store.key(102.0)} and store.last_time(1) == 102.0 and store.last_time() == 103.0
+def test_weights_reproduce_the_pose_among_keyframes_around_it():
+    corners = [pose(y, z) for y in (0.0, 0.4) for z in (0.0, 0.2)]
+    store = store_of(*corners)
+    target = pose(0.1, 0.15)
+    used, error = store.blend(target)
+    assert sum(w for _, w in used) == pytest.approx(1.0)
+    reproduced = sum(w * k.pose for k, w in used)
+    assert np.allclose(reproduced[P.ROTATION], target[P.ROTATION], atol=0.01)
+    assert all(w > 0 for _, w in used) and error < 0.5  # a one-gap cell: 0.5 at its centre
 
 
-def test_a_stale_keyframe_replaces_nothing():
-    store = store_of(keyframe(100.5), keyframe(101.0), now=99.0)
-    store.add(keyframe(102.0, generation=0), now=99.0, generation=1)  # made for a future an event replaced
-    assert times(store) == [100.5, 101.0, 102.0]
+def test_a_pose_the_keyframes_cannot_reach_counts_as_badly_served():
+    store = store_of(pose(0.0))
+    _, error = store.blend(pose(0.0, breathing=1.0))  # one keyframe: a breath cannot be shown from it
+    assert error > 0.5
+    store.add(keyframe(pose(0.0, breathing=1.0)))
+    _, error = store.blend(pose(0.0, breathing=0.5))  # both ends of the breath: served
+    assert error < 0.05
 
 
-def test_the_clock_leaves_keyframes_behind_but_the_latest_before_now_stays():
-    store = store_of(keyframe(96.0), keyframe(98.0), keyframe(99.0), now=90.0)
-    store.add(keyframe(102.0), now=100.0, generation=0)
-    assert times(store) == [99.0, 102.0]
-    store.clear()
-    assert len(store) == 0 and store.last_time() is None
+def test_another_face_is_far_from_a_keyframe_at_the_same_rotation():
+    store = store_of(pose(0.0), pose(0.4))
+    assert store.error(pose(0.0, smile=1.0)) > interpolation.FACE_SCALE  # the smile's keyframe is missing
+
+
+def test_the_weights_move_continuously_as_the_pose_moves_past_many_keyframes():
+    rng = np.random.default_rng(1)
+    store = store_of(*[pose(*rng.uniform(-0.5, 0.5, 2), breathing=float(rng.integers(0, 2))) for _ in range(30)])
+    previous = None
+    for head_y in np.linspace(-0.4, 0.4, 400):
+        used, _ = store.blend(pose(head_y, 0.05, breathing=0.3))
+        outputs = {k.number: w for k, w in used}
+        if previous is not None:  # a keyframe joins or leaves with (nearly) no weight
+            change = sum(abs(outputs.get(n, 0.0) - previous.get(n, 0.0)) for n in set(outputs) | set(previous))
+            assert change < 0.15
+        previous = outputs
+
+
+def test_extrapolation_beyond_the_keyframes_is_limited():
+    store = store_of(pose(0.0), pose(0.1))
+    used, error = store.blend(pose(0.8))
+    assert sum(abs(w) for _, w in used) <= interpolation.MAX_SPREAD + 1e-9 and error > 1.0
+
+
+def test_the_least_recently_used_keyframes_go_when_memory_runs_out():
+    one = keyframe(pose(0.0), size=8).nbytes
+    store = KeyframeStore(max_bytes=3 * one)
+    kept = [keyframe(pose(y), size=8) for y in (0.0, 0.1, 0.2)]
+    for k in kept:
+        store.add(k)
+    store.blend(pose(0.0), mark_used=True)  # the first is used again: the second is now the oldest
+    store.add(keyframe(pose(0.3), size=8))
+    heads = sorted(round(float(k.pose[HEAD_Y]), 1) for k in store)
+    assert heads == [0.0, 0.2, 0.3] and store.evicted == 1 and store.nbytes == 3 * one
+
+
+def test_no_keyframe_no_blend():
+    used, error = KeyframeStore().blend(pose())
+    assert used == [] and error == float("inf")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import server
+from modules import openapi
 from server import Config, create_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +34,8 @@ def test_modules_lists_enabled_modules_in_given_order():
     config = server.parse_args(["--enable-modules='talkinghead, classify'"])
     assert config.modules == ["talkinghead", "classify"]
     client = create_app(Config(modules=[])).test_client()
-    assert client.get("/api/modules").get_json() == {"modules": []}
+    assert client.get("/api/modules").get_json() == {"modules": [], "server": "talkinghead-extras",
+                                                      "version": openapi.VERSION}
 
 
 def test_flag_defaults():

@@ -1,11 +1,16 @@
-"""The SillyTavern extension (clients/sillytavern/) in the real SillyTavern web app.
+"""The SillyTavern extension (clients/sillytavern/) in the real SillyTavern web app, in two versions.
 
-The end-to-end test unpacks the vendored SillyTavern 1.12.6 (cached in .cache/, `npm install` once), installs
-the extension with scripts/install-sillytavern-extension.sh, starts SillyTavern's own Node server and ours
-(a real process, real weights), a small OpenAI-compatible TTS endpoint speaking with espeak-ng, and drives
-the app in headless Chromium: moving frames in the panel, the emotion of a character message, TTS lip-sync
-(the mouth opens while the clip plays), and the server paused while the tab is hidden. A screenshot is
-saved as test-artifacts/sillytavern.png.
+The end-to-end test runs the same steps on SillyTavern 1.19.0 (the npm package `sillytavern`, installed by
+`scripts/setup.sh --test` into .cache/sillytavern-1.19.0/, run in its "global mode" as the `sillytavern`
+command runs it, data in the user's data folder) and on 1.12.6 (the vendored source, unpacked into
+.cache/, `npm install` once; its folder from $TALKINGHEAD_SILLYTAVERN_TARBALL or shared/vendor/ beside the
+checkout). It installs the extension with scripts/install-sillytavern-extension.sh, starts SillyTavern's
+own Node server and ours (a real process, real weights), a small OpenAI-compatible TTS endpoint speaking
+with espeak-ng, and drives the app in headless Chromium: moving frames in the panel, the emotion of a
+character message, TTS lip-sync (the mouth opens while the clip plays; the track at the clip's playback
+rate; the clip sent once), the browser's "System" voice (a stand-in voice: headless Chromium has none)
+moving the mouth without #tts_audio, the server paused while the tab is hidden, one notification when it
+stops. A screenshot per version is saved as test-artifacts/sillytavern-<version>.png.
 
 The install script's choice of folder is tested on its own, on fake SillyTavern folders (fast).
 """
@@ -18,7 +23,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -31,13 +35,34 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-VENDORED = REPO.parent / "shared" / "vendor" / "sillytavern-1.12.6.tar.gz"
 CACHE = REPO / ".cache"
-ST_DIR = CACHE / "sillytavern-1.12.6"
+TARBALL_NAME = "sillytavern-1.12.6.tar.gz"
+ST_1126 = CACHE / "sillytavern-1.12.6"
+ST_1190 = CACHE / "sillytavern-1.19.0" / "node_modules" / "sillytavern"  # scripts/setup.sh --test installs it
+VERSIONS = ("1.19.0", "1.12.6")
 INSTALL = REPO / "scripts" / "install-sillytavern-extension.sh"
 ARTIFACTS = REPO / "test-artifacts"
 EXTENSION_PATH = "/scripts/extensions/third-party/talkinghead-extras/"
 
+
+
+def vendored_tarball() -> Path:
+    """The vendored 1.12.6 source: $TALKINGHEAD_SILLYTAVERN_TARBALL, else shared/vendor/ beside this checkout
+    (or beside the main checkout, for a git worktree elsewhere)."""
+    if os.environ.get("TALKINGHEAD_SILLYTAVERN_TARBALL"):
+        return Path(os.environ["TALKINGHEAD_SILLYTAVERN_TARBALL"])
+    candidates = [REPO.parent / "shared" / "vendor" / TARBALL_NAME]
+    try:
+        common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=REPO,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        if common:
+            candidates.append(Path(common).parent.parent / "shared" / "vendor" / TARBALL_NAME)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+VENDORED = vendored_tarball()
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 NODE = shutil.which("node")
@@ -100,12 +125,61 @@ def test_install_script_reads_data_root_and_handles_newer_and_older_versions(tmp
     assert result.returncode != 0 and "does not look like SillyTavern" in result.stderr
 
 
+def test_install_script_finds_the_data_root_of_each_layout(tmp_path):
+    """A git checkout, an npm install (its `sillytavern` command keeps data in the user's data folder),
+    $SILLYTAVERN_DATAROOT, --data-root DIR, and no folder named at all: it says what it found."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+
+    def run(*args, **extra):
+        return subprocess.run(["bash", str(INSTALL), *map(str, args)], capture_output=True, text=True, timeout=60,
+                              env={**env, **extra})
+
+    def installed(data_root: Path, user: str = "default-user") -> bool:
+        return (data_root / user / "extensions" / "talkinghead-extras" / "manifest.json").is_file()
+
+    checkout = fake_sillytavern(tmp_path / "SillyTavern", "1.19.0")
+    (checkout / ".git").mkdir()
+    result = run(checkout)
+    assert result.returncode == 0, result.stderr
+    assert installed(checkout / "data") and "a git checkout" in result.stdout
+    assert f"data root: {checkout / 'data'}" in result.stdout, result.stdout
+
+    npm = fake_sillytavern(tmp_path / "prefix" / "lib" / "node_modules" / "sillytavern", "1.19.0")
+    result = run(npm)
+    user_data = home / ".local" / "share" / "SillyTavern" / "data"
+    assert result.returncode == 0 and installed(user_data), result.stdout + result.stderr
+    assert "an npm install" in result.stdout and f"data root: {user_data}" in result.stdout, result.stdout
+    xdg = tmp_path / "xdg"
+    assert run(npm, XDG_DATA_HOME=str(xdg)).returncode == 0 and installed(xdg / "SillyTavern" / "data")
+    # Started with `node server.js` in the package folder: its own data/ has the users.
+    (npm / "data" / "default-user").mkdir(parents=True)
+    assert run(npm).returncode == 0 and installed(npm / "data")
+
+    # No folder named: the user data folder of the npm install, when there is one.
+    result = run("--user", "bob")
+    assert result.returncode == 0 and installed(user_data, "bob"), result.stdout + result.stderr
+
+    env_root = tmp_path / "from-env"
+    result = run(checkout, SILLYTAVERN_DATAROOT=str(env_root))
+    assert result.returncode == 0 and installed(env_root) and "SILLYTAVERN_DATAROOT" in result.stdout, result.stdout
+    assert run(SILLYTAVERN_DATAROOT=str(tmp_path / "env-only")).returncode == 0 and installed(tmp_path / "env-only")
+
+    explicit = tmp_path / "explicit"
+    result = run("--data-root", explicit)
+    assert result.returncode == 0 and installed(explicit) and "--data-root" in result.stdout, result.stdout
+    result = run("--data-root", tmp_path / "wins", checkout, SILLYTAVERN_DATAROOT=str(env_root))
+    assert installed(tmp_path / "wins"), result.stdout  # --data-root first
+
+    result = subprocess.run(["bash", str(INSTALL)], capture_output=True, text=True, timeout=60,
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path / "nobody")})
+    assert result.returncode != 0 and "no SillyTavern found" in result.stderr, result.stderr
+
+
 # -- end to end ----------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from network import free_port  # noqa: E402  (tests/network.py)
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 60):
@@ -130,40 +204,49 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
-def prepare_sillytavern() -> Path:
-    """Unpack the vendored source into .cache once, npm install once."""
-    if not (ST_DIR / "package.json").is_file():
+def prepare_sillytavern(version: str) -> Path:
+    """SillyTavern's folder: 1.19.0 from the npm cache setup made; 1.12.6 unpacked into .cache and
+    `npm install`ed once."""
+    if version == "1.19.0":
+        return ST_1190
+    if not (ST_1126 / "package.json").is_file():
         CACHE.mkdir(exist_ok=True)
         partial = CACHE / f"sillytavern-unpacking-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
         with tarfile.open(VENDORED) as tar:
             tar.extractall(partial, filter="data")
-        (partial / "sillytavern-1.12.6").rename(ST_DIR)
+        (partial / "sillytavern-1.12.6").rename(ST_1126)
         shutil.rmtree(partial, ignore_errors=True)
-    if not (ST_DIR / "node_modules" / "express").is_dir():
-        result = subprocess.run([NPM, "install", "--no-audit", "--no-fund", "--omit=dev"], cwd=ST_DIR,
+    if not (ST_1126 / "node_modules" / "express").is_dir():
+        result = subprocess.run([NPM, "install", "--no-audit", "--no-fund", "--omit=dev"], cwd=ST_1126,
                                 capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
             pytest.skip(f"npm install of SillyTavern failed (registry unreachable?): {result.stderr[-500:]}")
-    return ST_DIR
+    return ST_1126
 
 
-def sillytavern_config(data_root: Path, port: int) -> str:
-    """SillyTavern's own default config.yaml with the test's data root; no whitelist, no autorun."""
-    text = (ST_DIR / "default" / "config.yaml").read_text()
+def sillytavern_config(st_dir: Path, data_root: Path, port: int) -> str:
+    """SillyTavern's own default config.yaml with the test's data root; no whitelist, no browser launch, no
+    extension auto-update (keys as each version spells them)."""
+    text = (st_dir / "default" / "config.yaml").read_text()
+    found = 0
     for key, value in {"dataRoot": json.dumps(str(data_root)), "port": str(port), "listen": "false",
                        "whitelistMode": "false", "autorun": "false", "enableExtensionsAutoUpdate": "false",
                        "skipContentCheck": "false"}.items():
         text, count = re.subn(rf"^{key}:.*$", f"{key}: {value}", text, flags=re.M)
-        assert count == 1, key
+        found += count
+    for block, key in (("browserLaunch", "enabled"), ("extensions", "autoUpdate")):  # 1.13+
+        text = re.sub(rf"^({block}:\n(?:[ \t]*#.*\n)*[ \t]+{key}:).*$", r"\1 false", text, flags=re.M)
+    assert found >= 5, "SillyTavern's default config.yaml changed"
     return text
 
 
-def user_settings(api_url: str, tts_url: str) -> dict:
+def user_settings(st_dir: Path, api_url: str, tts_url: str) -> dict:
     """default-user/settings.json: SillyTavern's defaults, connected to our server as its Extras API, its
-    built-in talkinghead toggle off, TTS through the OpenAI-compatible provider to the test's endpoint."""
-    settings = json.loads((ST_DIR / "default" / "content" / "settings.json").read_text())
+    built-in talkinghead toggle off, TTS through the OpenAI-compatible provider to the test's endpoint (and
+    the browser's "System" voices set up for the test's stand-in voice)."""
+    settings = json.loads((st_dir / "default" / "content" / "settings.json").read_text())
     settings["firstRun"] = False
     ext = settings["extension_settings"]
     ext.update(apiUrl=api_url, apiKey="", autoConnect=True)
@@ -174,6 +257,10 @@ def user_settings(api_url: str, tts_url: str) -> dict:
         "OpenAI Compatible": {"provider_endpoint": tts_url, "model": "tts-1", "speed": 1,
                               "available_voices": ["alloy"],
                               "voiceMap": {"Seraphina": "alloy", "[Default Voice]": "alloy"}},
+        "System": {"rate": 1, "pitch": 1, "voiceMap": {"Seraphina": "Test Voice", "[Default Voice]": "Test Voice"}},
+        # 1.17+: streams the WAV from the endpoint and plays it through Web Audio (an AudioWorklet).
+        "TTS WebUI": {"provider_endpoint": tts_url, "streaming": True, "model": "chatterbox",
+                      "available_voices": ["alloy"], "voiceMap": {"Seraphina": "alloy", "[Default Voice]": "alloy"}},
     }
     ext["talkinghead_extras"] = {"enabled": True, "size": 320, "left": 1062, "top": 60}
     return settings
@@ -200,13 +287,27 @@ def speech_wav(text: str) -> bytes:
 
 
 class TtsEndpoint:
-    """POST /v1/audio/speech (OpenAI's TTS API) → WAV speech of `input`."""
+    """POST /v1/audio/speech (OpenAI's TTS API; TTS WebUI's too) → WAV speech of `input`. Open to the
+    browser (CORS): TTS WebUI fetches from the page."""
 
     def __init__(self):
         self.requests: list[str] = []
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def end_headers(self):
+                self.send_header("Access-Control-Allow-Origin", "*")
+                super().end_headers()
+
+            def do_OPTIONS(self):
+                self.send_response(204)
+                self.send_header("Access-Control-Allow-Methods", "POST, GET")
+                self.send_header("Access-Control-Allow-Headers", "Content-Type, Cache-Control")
+                self.end_headers()
+
+            def do_GET(self):
+                self.send_error(404)  # TTS WebUI's voice list: it falls back to its settings' voices
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if self.path != "/v1/audio/speech":
@@ -346,6 +447,36 @@ def mouth_box(api: str) -> list[int]:
             min(512, int(ys.max()) + 5)]
 
 
+# The browser's "System" TTS speaks through the OS (speech-dispatcher); headless Chromium has no voice. This
+# stand-in (installed before SillyTavern's scripts run) speaks for ~60 ms a character and says so through
+# speechSynthesis.speaking and the utterance's events, as a real voice does; nothing plays through #tts_audio.
+FAKE_VOICE = """
+(() => {
+  const voice = {name: 'Test Voice', voiceURI: 'Test Voice', lang: 'en-US', localService: true, default: true};
+  const synth = {
+    speaking: false, pending: false, paused: false, spoken: [], onvoiceschanged: null,
+    getVoices: () => [voice],
+    speak(utterance) {
+      synth.spoken.push(utterance.text);
+      synth.speaking = true;
+      setTimeout(() => utterance.dispatchEvent(new Event('start')), 10);
+      clearTimeout(synth.timer);
+      synth.timer = setTimeout(() => {
+        synth.speaking = false;
+        utterance.dispatchEvent(new Event('end'));
+      }, Math.max(1500, 60 * String(utterance.text).length));
+    },
+    cancel() { synth.speaking = false; clearTimeout(synth.timer); },
+    pause() {}, resume() {}, addEventListener() {}, removeEventListener() {},
+  };
+  Object.defineProperty(window, 'speechSynthesis', {configurable: true, get: () => synth});
+  // An utterance takes this voice (a real one only takes a SpeechSynthesisVoice).
+  Object.defineProperty(SpeechSynthesisUtterance.prototype, 'voice', {
+    configurable: true, get() { return this.__voice ?? null; }, set(value) { this.__voice = value; }});
+})();
+"""
+
+
 @pytest.fixture
 def chrome():
     from conftest import start_chromium
@@ -353,13 +484,17 @@ def chrome():
     driver = start_chromium("--window-size=1400,900", "--autoplay-policy=no-user-gesture-required", "--mute-audio",
                             capabilities={"goog:loggingPrefs": {"browser": "ALL"}})
     driver.set_script_timeout(40)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAKE_VOICE})
     yield driver
     driver.quit()
 
 
-def missing_tools() -> str | None:
-    if not VENDORED.is_file():
-        return f"the vendored SillyTavern source is missing ({VENDORED})"
+def missing_tools(version: str) -> str | None:
+    if version == "1.12.6" and not VENDORED.is_file():
+        return (f"the vendored SillyTavern source is missing ({VENDORED}; set TALKINGHEAD_SILLYTAVERN_TARBALL "
+                "to its path)")
+    if version == "1.19.0" and not (ST_1190.parents[1] / ".installed").is_file():
+        return f"SillyTavern 1.19.0 is not installed in {ST_1190.parents[1]} (scripts/setup.sh --test installs it)"
     if not (NODE and NPM):
         return "needs Node.js and npm (apt-get install nodejs npm)"
     if not (CHROMIUM and CHROMEDRIVER):
@@ -367,38 +502,73 @@ def missing_tools() -> str | None:
     return None
 
 
+def tool_missing(reason: str):
+    """The setup provides these tools: a missing one skips here, fails in CI (CI=true)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI: {reason}")
+    pytest.skip(reason)
+
+
+def start_sillytavern(version: str, st_dir: Path, tmp_path: Path, port: int, log: Path) -> tuple[subprocess.Popen, Path, dict]:
+    """1.19.0 as the `sillytavern` command runs it (global mode: config and data in the user's data folder,
+    here under a temporary XDG_DATA_HOME); 1.12.6 as `node server.js` in its folder (config.yaml there)."""
+    env = {**os.environ}
+    args = ["--port", str(port), "--listen", "false", "--whitelist", "false",
+            "--requestProxyBypass", "localhost", "127.0.0.1"]
+    if version == "1.19.0":
+        env.update(XDG_DATA_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path / "home"))
+        (tmp_path / "home").mkdir()
+        app = tmp_path / "xdg" / "SillyTavern"
+        data_root = app / "data"
+        app.mkdir(parents=True)
+        (app / "config.yaml").write_text(sillytavern_config(st_dir, data_root, port))
+        command = [NODE, str(st_dir / "src" / "server-global.js"), *args, "--browserLaunchEnabled", "false"]
+    else:
+        data_root = tmp_path / "st-data"
+        (st_dir / "config.yaml").write_text(sillytavern_config(st_dir, data_root, port))
+        command = [NODE, "server.js", *args, "--autorun", "false"]
+    return (lambda: subprocess.Popen(command, cwd=st_dir, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)), data_root, env
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(missing_tools() is not None, reason=missing_tools() or "")
-def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_weights, chrome):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path, require_weights, chrome):
     from selenium.webdriver.common.by import By
     from talkinghead import weights
 
+    if missing_tools(version):
+        tool_missing(missing_tools(version))
     started = time.monotonic()
-    prepare_sillytavern()
+    st_dir = prepare_sillytavern(version)
     api_port, st_port = free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}"
     st_url = f"http://127.0.0.1:{st_port}"
-    data_root = tmp_path / "st-data"
     tts = TtsEndpoint()
-    (ST_DIR / "config.yaml").write_text(sillytavern_config(data_root, st_port))
+    our_log, st_log = tmp_path / "server.log", tmp_path / "sillytavern.log"
+    launch, data_root, env = start_sillytavern(version, st_dir, tmp_path, st_port, st_log)
     user = data_root / "default-user"
     user.mkdir(parents=True)
-    (user / "settings.json").write_text(json.dumps(user_settings(api, tts.url), indent=4))
+    (user / "settings.json").write_text(json.dumps(user_settings(st_dir, api, tts.url), indent=4))
 
-    result = subprocess.run(["bash", str(INSTALL), str(ST_DIR)], capture_output=True, text=True, timeout=60)
+    # 1. Installed with our script, as a user would: it finds the data root itself (1.19.0: the npm
+    # install's user data folder; 1.12.6: config.yaml's dataRoot) and says so.
+    result = subprocess.run(["bash", str(INSTALL), str(st_dir)], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
+    assert f"data root: {data_root}" in result.stdout, result.stdout
     assert (user / "extensions" / "talkinghead-extras" / "manifest.json").is_file(), result.stdout
+    print(result.stdout)
 
-    our_log, st_log = tmp_path / "server.log", tmp_path / "sillytavern.log"
     ours = start_process([sys.executable, "server.py", "--enable-modules=classify,talkinghead",
                           "--port", str(api_port)], REPO, our_log)
-    st = start_process([NODE, "server.js", "--port", str(st_port), "--listen", "false", "--whitelist", "false",
-                        "--autorun", "false", "--requestProxyBypass", "localhost", "127.0.0.1"], ST_DIR, st_log)
+    st = launch()
+    shot = ARTIFACTS / f"sillytavern-{version}.png"
     try:
         wait_for(lambda: urllib.request.urlopen(st_url + "/", timeout=5).status == 200, 120,
                  f"SillyTavern to answer on {st_url}:\n{tail(st_log)}")
-        # Seraphina (one of SillyTavern's default characters) gets a talkinghead sprite and animator settings
-        # beside her expression sprites: no sway, no blinking, slow breathing: near the mouth, little but the mouth moves.
+        # Seraphina (one of SillyTavern's default characters) gets a talkinghead.png in her sprite folder (found
+        # by file name: no expression label, so no classifier can pick it) and animator settings beside her
+        # expression sprites: no sway, no blinking, slow breathing: near the mouth, little but the mouth moves.
         sprites = wait_for(lambda: (user / "characters" / "Seraphina" / "joy.png").is_file()
                            and user / "characters" / "Seraphina", 60, "SillyTavern's default content")
         shutil.copy(weights.DEFAULT_CHARACTER, sprites / "talkinghead.png")
@@ -406,8 +576,9 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
             {"sway_macro_strength": 0.0, "sway_micro_strength": 0.0, "blink_probability": 0.0,
              "breathing_cycle_duration": 60.0}))
         (sprites / "_emotions.json").write_text("{}")
-        wait_for(lambda: http_json(api + "/api/modules")["modules"] == ["classify", "talkinghead"], 300,
-                 f"our server on {api}:\n{tail(our_log)}", interval=1)
+        modules = wait_for(lambda: http_json(api + "/api/modules"), 300, f"our server on {api}:\n{tail(our_log)}",
+                           interval=1)
+        assert modules["modules"] == ["classify", "talkinghead"] and modules["server"] == "talkinghead-extras"
         print(f"servers up after {time.monotonic() - started:.0f} s")
         box = mouth_box(api)  # Seraphina's talkinghead.png is the server's default character: same mouth
 
@@ -422,6 +593,11 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
         chrome.execute_script(PAGE_HELPERS)
         wait_for(lambda: chrome.execute_script("return window.TalkingheadExtras.connection.up"), 30,
                  "the extension to connect to our server")
+        events = chrome.execute_script("return window.TalkingheadExtras.speech.events")
+        assert events == (version != "1.12.6"), events  # TTS job events since 1.17
+
+        def history():
+            return chrome.execute_script("return window.TalkingheadExtras.server.history")
 
         # A character chat: Seraphina, opened as a user would (/go in the chat box).
         send = chrome.find_element(By.ID, "send_textarea")
@@ -440,7 +616,7 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
             "return window.TalkingheadExtras.state.character?.name === 'Seraphina'"), 60,
             "the extension to load Seraphina")
 
-        # 1. The panel shows moving frames from result_feed.
+        # 2. The panel shows moving frames from result_feed.
         wait_for(lambda: chrome.execute_script(
             "const i = document.getElementById('talkinghead_extras_feed'); return i && i.naturalWidth === 512 "
             "&& i.src.includes('/api/talkinghead/result_feed') && i.getBoundingClientRect().width > 100"), 30,
@@ -449,33 +625,40 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
         wait_for(lambda: chrome.execute_script("return __th.signature()") != first, 15, "the next frame to differ")
         stats = http_json(api + "/api/talkinghead/stats")
         assert stats["viewers"] >= 1 and stats["state"] == "running", stats
-        history = chrome.execute_script("return window.TalkingheadExtras.server.history")
-        paths = [(h["method"], h["path"], h["status"]) for h in history]
+        paths = [(h["method"], h["path"], h["status"]) for h in history()]
         assert ("POST", "/api/talkinghead/load", 200) in paths, paths
         assert ("POST", "/api/talkinghead/load_animator_settings", 200) in paths, paths
 
-        # 2. A character message sets the emotion to its classification: first with Character Expressions
+        # 3. A character message sets the emotion to its classification: first with Character Expressions
         # showing Seraphina's sprites (the extension follows its label), then classifying on its own.
         chat("/sendas name=Seraphina I am so happy today!")
         wait_for(lambda: http_json(api + "/api/talkinghead/stats")["emotion"] == "joy", 30, "emotion joy")
+        label = chrome.execute_script("return document.querySelector('#expression-holder img.expression')"
+                                      "?.getAttribute('data-expression')")
+        print(f"Character Expressions' data-expression: {label!r}")
         chrome.execute_script("$('#th_extras_emotion_source').val('classify').trigger('change')")
         assert chrome.execute_script("return window.TalkingheadExtras.settings().emotionSource") == "classify"
-        before = len(chrome.execute_script("return window.TalkingheadExtras.server.history"))
+        before = len(history())
         chat("/sendas name=Seraphina I am so angry at you! How dare you!")
         wait_for(lambda: http_json(api + "/api/talkinghead/stats")["emotion"] == "anger", 30, "emotion anger")
-        wait_for(lambda: any(h["path"] == "/api/classify" and h["status"] == 200 for h in chrome.execute_script(
-            "return window.TalkingheadExtras.server.history")[before:]), 10, "the extension's own classify")
+        wait_for(lambda: any(h["path"] == "/api/classify" and h["status"] == 200 for h in history()[before:]), 10,
+                 "the extension's own classify")
 
-        # 3. TTS through SillyTavern's own extension (/speak; auto-generation plays through the same <audio>):
+        # 4. TTS through SillyTavern's own extension (/speak; auto-generation plays through the same <audio>):
         # lip-sync reaches our server and the mouth, at rest before, opens while the clip plays.
         # Faces come slowly on a busy CPU (SillyTavern, Chromium and our server share it): wait until the
         # emotion's new face has arrived and the mouth is at rest.
-        assert chrome.execute_async_script(
-            "__th.settle(arguments[0], 2000, 30000).then(arguments[arguments.length - 1])", box), \
-            "the mouth did not come to rest"
-        chrome.execute_script("__th.startMouth(arguments[0])", box)
-        time.sleep(2.0)
-        still = chrome.execute_script("return __th.stopMouth()")
+        # (SillyTavern's Character Expressions classifies the message on our server too, a little later: a
+        # face that changes while the mouth should be still is waited out.)
+        for _ in range(3):
+            assert chrome.execute_async_script(
+                "__th.settle(arguments[0], 2000, 30000).then(arguments[arguments.length - 1])", box), \
+                "the mouth did not come to rest"
+            chrome.execute_script("__th.startMouth(arguments[0])", box)
+            time.sleep(2.0)
+            still = chrome.execute_script("return __th.stopMouth()")
+            if still and max(still) < 1.5:
+                break
         tracks = http_json(api + "/api/talkinghead/stats")["lipsync_tracks"]
         chrome.execute_script("__th.startMouth(arguments[0])", box)
         chat("/speak Hello there! Far away, across the sea, a bright balloon floated over the old harbour.")
@@ -486,24 +669,101 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
                  "the clip's lip-sync track")
         time.sleep(1.5)
         ARTIFACTS.mkdir(exist_ok=True)
-        screenshot = ARTIFACTS / "sillytavern.png"
-        chrome.save_screenshot(str(screenshot))
-        print(f"screenshot: {screenshot}")
+        chrome.save_screenshot(str(shot))
+        print(f"screenshot: {shot}")
         wait_for(lambda: chrome.execute_script(
             "const a = document.getElementById('tts_audio'); return a.paused || a.ended"), 30, "the clip to end")
         speaking = chrome.execute_script("return __th.stopMouth()")
         assert len(still) > 5 and len(speaking) > 10, (len(still), len(speaking))
         print(f"mouth box {box}: still max {max(still):.1f}, while speaking max {max(speaking):.1f}")
         # A wide-open mouth changes the box by ~4.6 on average (slow breathing drifts it by under ~1 in 2 s).
-        recent = [(h["method"], h["path"], h["status"]) for h in chrome.execute_script(
-            "return window.TalkingheadExtras.server.history")[-12:]]
+        recent = [(h["method"], h["path"], h["status"]) for h in history()[-12:]]
         assert max(speaking) > max(still) + 1.5, (still, speaking, recent)
-        history = chrome.execute_script("return window.TalkingheadExtras.server.history")
-        lipsyncs = [h for h in history if h["path"] == "/api/talkinghead/lipsync"]
-        assert lipsyncs and all(h["status"] == 200 for h in lipsyncs), lipsyncs
+        lipsyncs = [h for h in history() if h["path"] == "/api/talkinghead/lipsync"]
+        assert len(lipsyncs) == 1 and lipsyncs[0]["status"] == 200, lipsyncs  # one clip, sent once
+        assert float(lipsyncs[0]["query"]["rate"]) == 1.0, lipsyncs
+        sent = chrome.execute_script("return window.TalkingheadExtras.speech.sent")
+        # 1.19: the bytes from TTS_AUDIO_READY's Blob; 1.12.6: read from #tts_audio.
+        assert [x["source"] for x in sent] == ["event" if events else "element"], sent
         wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is False, 10, "talking to stop")
 
-        # 4. The tab hidden: the server pauses and the stream closes; shown again: it runs again.
+        # 5. The playback-rate setting (TTS settings → Audio Playback Speed): the clip plays 1.5× as fast, and
+        # so does its track.
+        chrome.execute_script("$('#playback_rate').val(1.5).trigger('input')")
+        chat("/speak A second sentence, spoken faster than the first one was.")
+        wait_for(lambda: len([h for h in history() if h["path"] == "/api/talkinghead/lipsync"]) == 2, 30,
+                 "the faster clip's lip-sync request")
+        rate = chrome.execute_script("return document.getElementById('tts_audio').playbackRate")
+        lipsyncs = [h for h in history() if h["path"] == "/api/talkinghead/lipsync"]
+        assert rate == 1.5 and float(lipsyncs[1]["query"]["rate"]) == 1.5, (rate, lipsyncs)
+        wait_for(lambda: chrome.execute_script(
+            "const a = document.getElementById('tts_audio'); return a.paused || a.ended"), 30, "the clip to end")
+        assert len(tts.requests) == 2, tts.requests
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is False, 10, "talking to stop")
+
+        # 6. A provider that plays without #tts_audio: the browser's "System" voices. The mouth talks while it
+        # speaks (1.19: from TTS_JOB_STARTED to TTS_JOB_COMPLETE; 1.12.6: while speechSynthesis speaks),
+        # and stops after; no lip-sync request (there is no clip to follow).
+        chrome.execute_script("$('#tts_provider').val('System').trigger('change')")
+        wait_for(lambda: chrome.execute_script("return SillyTavern.getContext().extensionSettings.tts"
+                                               ".currentProvider === 'System'"), 10, "the System provider")
+        time.sleep(1.0)
+        before = len(history())
+        completed = chrome.execute_script("return window.TalkingheadExtras.speech.completed")
+        chat("/speak This one the browser speaks itself, with no audio element at all.")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is True, 15,
+                 "talking while the System voice speaks")
+        wait_for(lambda: chrome.execute_script("return speechSynthesis.spoken.length === 1"), 5, "the voice to speak")
+        wait_for(lambda: not chrome.execute_script("return speechSynthesis.speaking"), 20, "the voice to finish")
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is False, 10,
+                 "talking to stop after the System voice")
+        calls = [h["path"] for h in history()[before:]]
+        assert "/api/talkinghead/start_talking" in calls and "/api/talkinghead/lipsync" not in calls, calls
+        if events:
+            assert chrome.execute_script("return window.TalkingheadExtras.speech.completed") == completed + 1
+            # 1.17+: a provider streaming through Web Audio (TTS WebUI, streaming on): TTS_AUDIO_READY carries
+            # no clip; the mouth talks from TTS_JOB_STARTED for about as long as the text takes to say.
+            chrome.execute_script("$('#tts_provider').val('TTS WebUI').trigger('change')")
+            wait_for(lambda: chrome.execute_script("return SillyTavern.getContext().extensionSettings.tts"
+                                                   ".currentProvider === 'TTS WebUI'"), 10, "the TTS WebUI provider")
+            time.sleep(1.0)
+            before, asked = len(history()), len(tts.requests)
+            completed = chrome.execute_script("return window.TalkingheadExtras.speech.completed")
+            chat("/speak And this one streams, played through Web Audio as it arrives.")
+            wait_for(lambda: len(tts.requests) > asked, 15, "TTS WebUI to ask the endpoint")
+            wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is True, 15,
+                     "talking while TTS WebUI plays")
+            wait_for(lambda: http_json(api + "/api/talkinghead/stats")["talking"] is False, 20,
+                     "talking to stop after TTS WebUI")
+            calls = [h["path"] for h in history()[before:]]
+            assert "/api/talkinghead/start_talking" in calls and "/api/talkinghead/lipsync" not in calls, calls
+            # The job played and completed (a failed one ends talking by a timeout, and emits no TTS_JOB_COMPLETE).
+            assert chrome.execute_script("return window.TalkingheadExtras.speech.completed") == completed + 1
+        chrome.execute_script("$('#tts_provider').val('OpenAI Compatible').trigger('change')")
+
+        # 7. Visual Novel mode (group chats) shows a copy of #expression-holder per member, made with jQuery's
+        # clone(): with the avatar in the sprite's place, the copy holds our <img>, a second stream. It is
+        # dropped at once; one stream stays.
+        chrome.execute_script("$('#th_extras_replace_sprite').prop('checked', true).trigger('change')")
+        wait_for(lambda: chrome.execute_script(
+            "return !!document.querySelector('#expression-holder #talkinghead_extras_feed')"), 10,
+            "the avatar in the sprite's place")
+        chrome.execute_script("""
+            const copy = $('#expression-holder').clone();
+            copy.attr('id', 'expression-test.png').attr('data-avatar', 'test.png');
+            $('#visual-novel-wrapper').append(copy);""")
+        time.sleep(1.0)
+        feeds = chrome.execute_script("return [...document.querySelectorAll('img')].filter("
+                                      "i => (i.getAttribute('src') || '').includes('/api/talkinghead/result_feed')).length")
+        assert feeds == 1, feeds
+        wait_for(lambda: http_json(api + "/api/talkinghead/stats")["viewers"] == 1, 15, "one stream")
+        chrome.execute_script("$('#visual-novel-wrapper').empty();"
+                              "$('#th_extras_replace_sprite').prop('checked', false).trigger('change')")
+        wait_for(lambda: chrome.execute_script(
+            "return !!document.querySelector('#talkinghead_extras_panel #talkinghead_extras_feed')"), 10,
+            "the avatar back in its panel")
+
+        # 8. The tab hidden: the server pauses and the stream closes; shown again: it runs again.
         chrome.execute_script("""
             Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
             Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
@@ -528,6 +788,7 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
         report = wait_for(lambda: "Animation:" in (text := chrome.execute_script(
             "return document.getElementById('th_extras_status').textContent")) and text, 15, "the test report")
         assert "Modules: classify, talkinghead" in report and "Animation: running" in report, report
+        assert "Version: talkinghead-extras " in report, report
 
         # Quiet in normal use: nothing from the extension in the console at warning level or above.
         logs = chrome.get_log("browser")
@@ -536,7 +797,7 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
                             or f":{api_port}/" in e["message"])]
         assert not ours_logged, ours_logged
 
-        # The server goes away: one notification that says what to check, the panel says it too, retries
+        # 9. The server goes away: one notification that says what to check, the panel says it too, retries
         # in the background; SillyTavern goes on.
         stop_process(ours)
         toasts = "return [...document.querySelectorAll('#toast-container .toast')].map(t => t.textContent)"
@@ -548,14 +809,51 @@ def test_extension_animates_the_character_in_real_sillytavern(tmp_path, require_
         assert "not reachable" in chrome.find_element(By.CSS_SELECTOR, "#talkinghead_extras_panel .th-extras-status").text
         chat("/echo still fine")
         wait_for(lambda: "still fine" in chrome.execute_script(toasts + ".join(' ')"), 10, "SillyTavern to go on")
-        print(f"end-to-end test took {time.monotonic() - started:.0f} s")
+
+        # 10. Another program answers on the URL (SillyTavern-Extras' /api/modules: no "server" field): the
+        # extension says so plainly instead of using it.
+        other = OtherProgram()
+        try:
+            chrome.execute_script("$('#th_extras_url').val(arguments[0]).trigger('change')", other.url)
+            wait_for(lambda: any("Another program answers" in t for t in chrome.execute_script(toasts)), 20,
+                     "the other-program toast")
+            assert chrome.execute_script("return window.TalkingheadExtras.connection.lastError?.kind") == "foreign"
+        finally:
+            other.close()
+        print(f"end-to-end test on SillyTavern {version} took {time.monotonic() - started:.0f} s")
     except BaseException:
         ARTIFACTS.mkdir(exist_ok=True)
-        chrome.save_screenshot(str(ARTIFACTS / "sillytavern-failure.png"))
-        print(f"failure screenshot: {ARTIFACTS / 'sillytavern-failure.png'}\n--- our server ---\n{tail(our_log)}"
+        failure = ARTIFACTS / f"sillytavern-{version}-failure.png"
+        chrome.save_screenshot(str(failure))
+        print(f"failure screenshot: {failure}\n--- our server ---\n{tail(our_log)}"
               f"\n--- SillyTavern ---\n{tail(st_log)}")
         raise
     finally:
         stop_process(st)
         stop_process(ours)
         tts.close()
+
+
+class OtherProgram:
+    """Another program on the extension's URL: answers /api/modules as SillyTavern-Extras does."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps({"modules": ["talkinghead"]}).encode()
+                self.send_response(200 if self.path == "/api/modules" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()

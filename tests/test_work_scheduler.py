@@ -19,16 +19,15 @@ MOUTH = P.INDEX["mouth_aaa_index"]
 class FakeWork:
     """The smooth source's side: makes faces and keyframes instantly, and records what it was asked."""
 
-    def __init__(self, pose_at):
+    def __init__(self, pose_at, urgent=None):
         self.generation, self.now = 0, 100.0
         lock = threading.Condition()
         self.faces = FaceCache(100)
-        self.keyframes = KeyframeStore(2.0, lock)
+        self.keyframes = KeyframeStore()
         self.made, self.rendered, self.new_futures = [], [], 0
         self.scheduler = WorkScheduler(
-            Animation(pose_at, lambda: self.generation, lambda: 25.0, lambda: self.now), lock, self.keyframes,
-            self.faces, make_face=self.make_face, render_keyframe=self.render_keyframe,
-            store=lambda kf: self.keyframes.add(kf, self.now, self.generation),
+            Animation(pose_at, lambda: self.generation, lambda: 25.0, lambda: self.now, urgent=urgent), lock,
+            self.keyframes, self.faces, make_face=self.make_face, render_keyframe=self.render_keyframe,
             face_made=lambda t, generation, key: self.made.append((t, generation, key)),
             new_future=self.new_future, character=lambda: 0)
 
@@ -37,10 +36,12 @@ class FakeWork:
         self.faces.put(face_key(pose), face)
         return face
 
-    def render_keyframe(self, t, pose, future=None):
-        self.rendered.append(t)
-        tiny = np.zeros(1)
-        return Keyframe(t, self.generation if future is None else future, 0, pose, tiny, tiny, tiny)
+    def render_keyframe(self, pose):
+        self.rendered.append(pose)
+        tiny = np.zeros((1, 1, 1), np.float16)
+        keyframe = Keyframe(pose, 0, tiny, tiny, tiny)
+        self.keyframes.add(keyframe)
+        return keyframe
 
     def new_future(self):
         self.new_futures += 1
@@ -65,23 +66,40 @@ def test_the_face_job_makes_the_first_missing_face_of_the_coming_ticks_and_says_
 
 def test_an_event_makes_the_face_worker_rush_the_next_frames_face_while_keyframes_wait():
     work = FakeWork(opening_mouth)
-    work.keyframes.add(Keyframe(104.0, 0, 0, opening_mouth(104.0), *[np.zeros(1)] * 3), 100.0, 0)
-    work.scheduler.face_generation = 0
+    work.scheduler.urgent_seen = 0  # the face worker is up to date
     work.generation = 1  # an event the face worker has not seen yet
     assert not work.scheduler.keyframe_jobs() and work.rendered == []
     assert work.scheduler.face_jobs() and work.new_futures == 1
-    assert work.made[0][:2] == (pytest.approx(100.04), 1)  # the next frame, not one a face's cost later
+    assert work.made[-1][:2] == (pytest.approx(100.04), 1)  # the next frame, not one a face's cost later
     assert not work.scheduler.rush
     assert work.scheduler.keyframe_jobs() and work.rendered  # then keyframes go on
 
 
-def test_a_keyframe_job_skips_one_made_for_this_future_and_keeps_none_for_an_old_one():
-    work = FakeWork(lambda t: np.zeros(45, np.float32))
-    assert work.scheduler.keyframe_job(101.0) and not work.scheduler.keyframe_job(101.0)
-    work.generation = 1
-    assert work.scheduler.keyframe_job(101.0, generation=0) is False  # there already, for future 0
-    assert work.scheduler.keyframe_job(102.0, generation=0)  # made, but for a future that is gone: not kept
-    assert work.keyframes.get(102.0) is None and work.rendered == [101.0, 102.0]
+def test_a_capture_update_is_no_rush_and_keyframes_go_on():
+    """Face capture changes the future many times a second: keyframes must not wait for each change."""
+    commands = {"n": 0}
+    work = FakeWork(opening_mouth, urgent=lambda: commands["n"])
+    work.scheduler.urgent_seen = 0
+    work.generation = 1  # a capture update: the future changed, no command
+    assert work.scheduler.keyframe_jobs() and len(work.rendered) == 1
+    commands["n"] += 1  # a command
+    assert not work.scheduler.keyframe_jobs()
+
+
+def test_a_keyframe_is_made_once_for_a_pose_that_keeps_coming_back():
+    def breathing(t):
+        p = np.zeros(45, np.float32)
+        p[P.INDEX["breathing_index"]] = 0.5 + 0.5 * np.sin(t)
+        return p
+
+    work = FakeWork(breathing)
+    work.scheduler.urgent_seen = 0
+    assert work.scheduler.keyframe_jobs()
+    assert work.scheduler.keyframe_jobs()  # the other end of a breath
+    breaths = sorted(float(p[P.INDEX["breathing_index"]]) for p in work.rendered)
+    assert breaths == [0.0, 1.0]
+    work.generation = 1  # a new future, the same poses: served already
+    assert not work.scheduler.keyframe_jobs() and len(work.rendered) == 2
 
 
 def test_a_rush_face_does_not_count_in_the_face_cost():

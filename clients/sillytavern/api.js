@@ -2,7 +2,8 @@
 // failure becomes a ServerError whose `kind` says what the user should check, and a connection watcher
 // turns an outage into one toast and background retries with back-off.
 
-/** Why a request failed. `kind`: unreachable | auth | not-enabled | missing | rejected | server */
+/** Why a request failed. `kind`: unreachable | foreign (another program answers) | auth | not-enabled | missing |
+ * rejected | server */
 export class ServerError extends Error {
     constructor(kind, message, status = 0) {
         super(message);
@@ -13,7 +14,7 @@ export class ServerError extends Error {
 
     /** An outage (the server, its key or its modules are wrong), not a problem with one request. */
     get isOutage() {
-        return this.kind === 'unreachable' || this.kind === 'auth' || this.kind === 'not-enabled';
+        return this.kind === 'unreachable' || this.kind === 'foreign' || this.kind === 'auth' || this.kind === 'not-enabled';
     }
 }
 
@@ -21,7 +22,7 @@ export class Server {
     /** @param {() => {url: string, key: string}} config read at each request (settings may change) */
     constructor(config) {
         this.config = config;
-        /** The last requests, newest last (path, status): for /th status and for tests. */
+        /** The last requests, newest last (method, path, query, status): for /th status and for tests. */
         this.history = [];
     }
 
@@ -63,10 +64,10 @@ export class Server {
         try {
             response = await fetch(url, { method, headers, body, cache: 'no-store' });
         } catch (error) {
-            this.remember(method, path, 0);
+            this.remember(method, path, 0, query);
             throw new ServerError('unreachable', `cannot reach ${this.baseUrl} (${error?.message || error})`);
         }
-        this.remember(method, path, response.status);
+        this.remember(method, path, response.status, query);
         if (response.ok) {
             return response;
         }
@@ -93,8 +94,8 @@ export class Server {
         return (await this.request(path, options)).json();
     }
 
-    remember(method, path, status) {
-        this.history.push({ time: Date.now(), method, path, status });
+    remember(method, path, status, query = null) {
+        this.history.push({ time: Date.now(), method, path, status, ...(query ? { query: { ...query } } : {}) });
         if (this.history.length > 100) {
             this.history.splice(0, this.history.length - 100);
         }
@@ -104,8 +105,12 @@ export class Server {
 const FIRST_RETRY_S = 2;
 const MAX_RETRY_S = 60;
 
+/** The server identifies itself in /api/modules (SillyTavern-Extras and raven-server answer on port 5100 too). */
+export const SERVER_NAME = 'talkinghead-extras';
+
 /**
- * Knows whether the server is usable (answers /api/modules with talkinghead, accepts the key). While it is
+ * Knows whether the server is usable (answers /api/modules as talkinghead-extras with the talkinghead
+ * module, accepts the key). While it is
  * not, requests are not sent; it retries with back-off (2, 4, 8 … 60 s) and calls onUp when it is back.
  * One toast per outage, one when it comes back.
  */
@@ -117,6 +122,7 @@ export class Connection {
         this.toast = toast;
         this.state = 'unknown'; // unknown | checking | up | down | off
         this.modules = [];
+        this.version = null;
         this.retryDelay = FIRST_RETRY_S;
         this.timer = null;
         this.toastShown = false;
@@ -139,12 +145,13 @@ export class Connection {
         this.onStatus(this.describe());
         this.checking = (async () => {
             try {
-                const data = await this.server.json('/api/modules');
-                const modules = Array.isArray(data?.modules) ? data.modules : [];
+                const data = await this.identify();
+                const modules = data.modules;
                 if (!modules.includes('talkinghead')) {
                     throw new ServerError('not-enabled', `the server at ${this.server.baseUrl} runs without the talkinghead module`);
                 }
                 this.modules = modules;
+                this.version = data.version;
                 this.succeeded();
                 return true;
             } catch (error) {
@@ -155,6 +162,30 @@ export class Connection {
             }
         })();
         return this.checking;
+    }
+
+    /** GET /api/modules from talkinghead-extras, else a 'foreign' ServerError that says what answers. */
+    async identify() {
+        const base = this.server.baseUrl;
+        let data;
+        try {
+            data = await this.server.json('/api/modules');
+        } catch (error) {
+            if (error instanceof ServerError && error.isOutage) {
+                throw error;
+            }
+            const what = error instanceof ServerError ? `${error.status} on /api/modules` : 'no JSON from /api/modules';
+            throw new ServerError('foreign', `another program answers at ${base} (${what})`);
+        }
+        if (data?.server !== SERVER_NAME || !Array.isArray(data?.modules)) {
+            const what = Array.isArray(data?.modules)
+                ? `modules ${data.modules.join(', ') || 'none'}, but no "server": "${SERVER_NAME}": SillyTavern-Extras, or an older talkinghead-extras: update it`
+                : typeof data?.server === 'string' ? `it says it is ${data.server}` : 'an unknown answer to /api/modules';
+            const error = new ServerError('foreign', `another program answers at ${base} (${what})`);
+            error.detail = what;
+            throw error;
+        }
+        return data;
     }
 
     /** A request failed: an outage takes the connection down (one toast, retries); other errors pass. */
@@ -216,7 +247,7 @@ export class Connection {
 
     describe() {
         switch (this.state) {
-            case 'up': return `connected to ${this.server.baseUrl}`;
+            case 'up': return `connected to ${SERVER_NAME} ${this.version ?? ''} at ${this.server.baseUrl}`.replace('  ', ' ');
             case 'checking': return `connecting to ${this.server.baseUrl}…`;
             case 'off': return 'off';
             case 'down': {
@@ -234,6 +265,11 @@ export function adviceFor(error, baseUrl) {
         case 'auth':
             return `The talkinghead server at ${baseUrl} refused the API key. Copy the key from the server's ` +
                 'api_key.txt into Extensions → Talkinghead → API key (or the Extras API key).';
+        case 'foreign':
+            return `Another program answers at ${baseUrl}, not the talkinghead-extras server` +
+                `${error.detail ? ` (${error.detail})` : ''}. Port 5100 is also the default of SillyTavern-Extras ` +
+                'and raven-server: stop that program, or start talkinghead-extras on another port (--port 5101) ' +
+                'and set that URL in Extensions → Talkinghead → Server URL.';
         case 'not-enabled':
             return `The server at ${baseUrl} runs without the talkinghead module: start it with ` +
                 '--enable-modules=classify,talkinghead.';

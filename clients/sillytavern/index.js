@@ -2,7 +2,7 @@
 // talkinghead-extras server (../../docs/api.md in the server's repository). Plain ES module, no build step.
 // Only SillyTavern.getContext() is used (no imports from SillyTavern's files), so it survives across versions.
 
-import { Connection, Server, ServerError } from './api.js';
+import { adviceFor, Connection, Server, ServerError } from './api.js';
 import { Panel } from './panel.js';
 import { SpeechWatcher } from './speech.js';
 
@@ -27,6 +27,7 @@ const DEFAULTS = Object.freeze({
     pauseWhenHidden: true,
 });
 const STREAM_POLL_MS = 500;
+const VERSION = '1.1.0'; // manifest.json's
 const BASE_URL = new URL('.', import.meta.url);
 
 const context = () => SillyTavern.getContext();
@@ -326,9 +327,22 @@ function followExpressions() {
     return source === 'expressions' || (source === 'auto' && expressionsShowSprite());
 }
 
+/** The emotion Character Expressions shows: its data-expression label (1.12.13+), else the sprite's file name. */
+export function labelOfSprite(sprite) {
+    if (!sprite) {
+        return null;
+    }
+    const named = String(sprite.getAttribute('data-expression') || '').trim().toLowerCase();
+    if (named) {
+        return EMOTIONS.includes(named) ? named : null; // a custom expression (or "talkinghead"): no emotion of ours
+    }
+    return labelFromSprite(sprite.getAttribute('src') || '');
+}
+
 async function onExpressionChanged() {
+    dropStrayFeeds();
     const sprite = document.querySelector('#expression-holder img.expression');
-    const label = sprite ? labelFromSprite(sprite.getAttribute('src') || '') : null;
+    const label = labelOfSprite(sprite);
     placeImage();
     if (!label || label === state.expression) {
         return;
@@ -421,13 +435,31 @@ function onGenerationEnded() {
     pollStreaming();
 }
 
+/** Group chats: the character TTS speaks for (by name) is the one to show. */
+async function showSpeaker(characterName) {
+    const c = context();
+    if (!c.groupId || !characterName) {
+        return;
+    }
+    const group = (c.groups || []).find((g) => g.id === c.groupId);
+    const speaker = (c.characters || []).find((x) => x.name === characterName && (group?.members || []).includes(x.avatar));
+    if (speaker && speaker.avatar !== state.character?.key) {
+        state.speakerAvatar = speaker.avatar;
+        await refresh();
+    }
+}
+
 const speech = new SpeechWatcher({
     enabled: () => settings().lipsync && active() && connection.up && Boolean(state.character),
-    send: async (bytes, offsetMs) => {
+    ttsSettings: () => context().extensionSettings?.tts || {},
+    beforeSpeak: (characterName) => showSpeaker(characterName).catch(() => {}),
+    send: async (bytes, offsetMs, rate) => {
         try {
+            // offset_ms: how far the clip has played (in the clip's own time); rate: its playback rate
+            // (SillyTavern's TTS "playback_rate"), so the track plays as fast as the audio.
             const answer = await call('/api/talkinghead/lipsync', {
                 method: 'POST', body: bytes, contentType: 'application/octet-stream',
-                query: { start: 'now', offset_ms: Math.round(offsetMs) },
+                query: { start: 'now', offset_ms: Math.round(offsetMs), rate: Math.round(Math.min(4, Math.max(0.25, rate || 1)) * 100) / 100 },
             });
             return answer ? 'ok' : 'rejected';
         } catch (error) {
@@ -461,8 +493,27 @@ const speech = new SpeechWatcher({
 
 // -- where the stream shows ------------------------------------------------------------------------------
 
+/** Visual Novel mode (group chats) shows one copy of #expression-holder per member: it would copy our <img>. */
+function visualNovelMode() {
+    const c = context();
+    const wrapper = document.getElementById('visual-novel-wrapper');
+    return Boolean((c.groupId && c.powerUserSettings?.waifuMode)
+        || (wrapper && (wrapper.offsetParent !== null || wrapper.childElementCount > 0)));
+}
+
+/** Copies of the stream's <img> (Visual Novel mode clones #expression-holder): each would be a second
+ * stream from the server. Blank and remove them. */
+function dropStrayFeeds() {
+    for (const img of document.querySelectorAll(`img#${panel.img.id}, img[src*="/api/talkinghead/result_feed"]`)) {
+        if (img !== panel.img) {
+            img.removeAttribute('src');
+            img.remove();
+        }
+    }
+}
+
 function placeImage() {
-    const lend = settings().replaceSprite && active() && state.character && expressionsShowSprite();
+    const lend = settings().replaceSprite && active() && state.character && expressionsShowSprite() && !visualNovelMode();
     const holder = lend ? document.getElementById('expression-holder') : null;
     panel.lendImageTo(holder);
     document.body.classList.toggle('th-extras-replace-sprite', Boolean(holder));
@@ -546,7 +597,8 @@ function showStatus(extra) {
 async function testConnection() {
     const lines = [`Server: ${server.baseUrl}`];
     try {
-        const modules = await server.json('/api/modules');
+        const modules = await connection.identify();
+        lines.push(`Version: ${modules.server} ${modules.version}`);
         lines.push(`Modules: ${(modules.modules || []).join(', ') || '(none)'}`);
         if (!(modules.modules || []).includes('talkinghead')) {
             lines.push('talkinghead is not enabled: start the server with --enable-modules=classify,talkinghead');
@@ -567,7 +619,8 @@ async function testConnection() {
 }
 
 function adviceText(error) {
-    return error.kind === 'auth' ? 'the API key is wrong (see the server\'s api_key.txt)'
+    return error.kind === 'foreign' ? adviceFor(error, server.baseUrl)
+        : error.kind === 'auth' ? 'the API key is wrong (see the server\'s api_key.txt)'
         : error.kind === 'not-enabled' ? 'talkinghead is not enabled on the server'
             : `${error.message}. Is the server running?`;
 }
@@ -741,6 +794,7 @@ function init() {
     on(events.STREAM_TOKEN_RECEIVED, pollStreaming);
     on(events.GENERATION_ENDED, onGenerationEnded);
     on(events.GENERATION_STOPPED, onGenerationEnded);
+    speech.attach(c.eventSource, events); // TTS job events (1.17+); #tts_audio alone before
     on(events.APP_READY, () => {
         registerSlashCommand();
         refresh();
@@ -748,18 +802,21 @@ function init() {
     document.addEventListener('visibilitychange', onVisibilityChange);
     let expressionTimer = null;
     new MutationObserver((mutations) => {
+        if (mutations.some((m) => m.addedNodes.length)) {
+            dropStrayFeeds(); // at once: a copy of the stream's <img> opens a second stream
+        }
         if (mutations.every((m) => panel.root.contains(m.target) || m.target === panel.img)) {
             return; // our own panel moving
         }
         clearTimeout(expressionTimer);
         expressionTimer = setTimeout(onExpressionChanged, 100);
-    }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['src', 'style'] });
+    }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['src', 'style', 'data-expression'] });
     setInterval(heartbeat, HEARTBEAT_MS);
     registerSlashCommand();
     addSettingsUi().catch((error) => console.warn('[talkinghead] settings UI', error));
     refresh();
     // For /th status, debugging and tests.
-    window.TalkingheadExtras = { state, settings, connection, server, speech, panel, refresh };
+    window.TalkingheadExtras = { state, settings, connection, server, speech, panel, refresh, version: VERSION };
 }
 
 init();

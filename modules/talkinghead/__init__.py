@@ -40,8 +40,15 @@ def build_engine(config):
                          "run `python -m talkinghead.weights` to fetch it")
     first_character = load_character(weights.DEFAULT_CHARACTER.read_bytes())
     backend = _apply_backend(poser, config.talkinghead_backend, first_character)
-    # On a CPU exact frames take ~0.3 s or more: stream interpolated frames between exact keyframes.
-    engine = TalkingHead(poser, smooth=(device == "cpu"), idle_after=config.talkinghead_idle_seconds or None,
+    # On a CPU exact frames take ~0.3 s or more: stream frames blended from exact keyframes, kept by pose.
+    smooth = device == "cpu"
+    keyframes = getattr(config, "talkinghead_keyframes", None)
+    disk = None
+    if smooth and keyframes:
+        from talkinghead.smooth.disk import KeyframeDisk
+        disk = KeyframeDisk(keyframes, model=f"{variant}/{backend}")
+    engine = TalkingHead(poser, smooth=smooth, idle_after=config.talkinghead_idle_seconds or None,
+                         keyframe_disk=disk,
                          description={"backend": backend, "device": device, "model": variant,
                                       "models_dir": str(models_dir)})
     engine.start(first_character)
@@ -82,7 +89,7 @@ def setup(app, config) -> None:
         app.extensions["talkinghead"] = engine
         atexit.register(engine.close)
     app.register_blueprint(blueprint)
-    from modules.talkinghead import poser  # the manual poser page and its API
-    poser.setup(app, config)
+    from modules.talkinghead import manual_poser_routes  # the manual poser page and its API
+    manual_poser_routes.setup(app, config)
     from modules.talkinghead import mocap_routes  # the puppeteer: face capture drives the pose
     mocap_routes.setup(app, config)

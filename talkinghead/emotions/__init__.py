@@ -15,6 +15,8 @@ import numpy as np
 
 from talkinghead import pose
 
+# The 28 GoEmotions labels, in this order everywhere: the one list (the classifier's labels are these; the
+# SillyTavern extension's copy is held to it by tests/test_labels.py).
 EMOTIONS: tuple[str, ...] = (
     "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
     "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief",

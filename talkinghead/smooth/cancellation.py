@@ -17,6 +17,10 @@ from talkinghead import backends
 NETWORKS = {"body": ("two_algo_face_body_rotator", "editor"), "face": ("eyebrow_morphing_combiner", "face_morpher")}
 
 
+# The future of work that serves any future (a keyframe: it is stored by its pose): only a new character stops it.
+ANY = "any future"
+
+
 class PoserLocks:
     """The face networks (eyebrow combiner, face morpher) and the body networks (rotator, editor) are
     different models, so the two workers may run one each at the same time; a whole render, or a new
@@ -51,7 +55,7 @@ class Cancellation:
         """The future changed: stop the parts at work for an old one, and wake the workers."""
         generation = self._generation()
         with self._lock:
-            self._stop(part for part, future in self._working_for.items() if future != generation)
+            self._stop(part for part, future in self._working_for.items() if future not in (generation, ANY))
             self._lock.notify_all()
 
     def stop_for_new_image(self) -> None:
@@ -75,7 +79,7 @@ class Cancellation:
     def cancellable(self, part: str, generation: int | None):
         """While the block runs (holding `part`'s poser lock), `event()` may cancel its networks when the
         future changes: the run in progress and those after it in the block. generation None: not
-        cancellable (a frame waits for this work)."""
+        cancellable (a frame waits for this work); ANY: only a new character stops it."""
         if generation is None:
             yield
             return
@@ -91,5 +95,7 @@ class Cancellation:
     def stop_if_stale(self, generation: int | None) -> None:
         """Raise Cancelled if work for this future (None: work that must finish) is no longer wanted: an
         event came while it waited for a poser lock, or between two networks, or a new character is coming."""
-        if generation is not None and (generation != self._generation() or self.image_coming):
+        if generation is None:
+            return
+        if self.image_coming or (generation is not ANY and generation != self._generation()):
             raise backends.Cancelled("the future changed")

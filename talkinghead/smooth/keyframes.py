@@ -1,91 +1,133 @@
-"""The smooth stream's keyframes: exact renders' editor outputs, stored by time.
+"""The smooth stream's keyframes: exact renders' editor outputs, stored by the pose they were rendered at.
 
-A frame takes the keyframe at or before its time and the one after it (`bracket`). A keyframe for a new
-future replaces the old future's ones before it; those the clock has left behind go, but the latest before
-now stays (frames need it).
+A keyframe serves every frame whose pose lies near it, at any time: the idle sway and breathing come back to
+poses already seen, an emotion's face comes back, and a face-capture pose is shown at once from the keyframes
+around it (interpolation.py says with which weights). Keyframes are kept up to a memory budget, the least
+recently used going first; a new character drops them all (its keyframes may come back from disk: disk.py).
+
+Threads: the workers add keyframes, the frame thread asks for blends and marks what it used. The store's own
+lock guards the list and the points matrix; a Keyframe's arrays are never written after it is made.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from talkinghead import keyframe_plan as plan
+from talkinghead.smooth import interpolation
+
+# Keyframes kept in memory: 5 MB each (half precision: the sampling map as each pixel's offset, the colour
+# change and its alpha), so ~32 of them: the resting poses and turns of the last half minute or so, and the
+# coming ones. With the face cache and the networks the server stays within ~1.5 GB.
+DEFAULT_MAX_BYTES = 160 * 2 ** 20
+
+_numbers = itertools.count(1)
 
 
 @dataclass(eq=False)
 class Keyframe:
-    """The editor's outputs for one exact pose, in the composer's layout (compose.editor_outputs)."""
-    t: float
-    generation: int
-    image_version: int
+    """The editor's outputs for one exact pose. `pose` is the pose it was rendered at, with its resting face
+    (no blink, the emotion's mouth). The sampling map is kept as each pixel's offset from its own position
+    in half precision: within 0.02 px for the offsets THA3 makes (the map itself in half precision would move
+    edges by up to 0.25 px)."""
     pose: np.ndarray
-    sample_map: np.ndarray  # (512, 512, 2) float32: where each pixel samples the image, in pixels
-    color: np.ndarray       # (512, 512, 4) float16: colour change
-    alpha: np.ndarray       # (512, 512, 4) float16: colour-change alpha
+    image_version: int
+    offset: np.ndarray  # (512, 512, 2) float16: where each pixel samples the image, minus its own position
+    color: np.ndarray   # (512, 512, 4) float16: colour change
+    alpha: np.ndarray   # (512, 512, 4) float16: colour-change alpha
+    number: int = field(default_factory=lambda: next(_numbers))  # for logs and frame metadata
+    last_used: float = 0.0  # the store's use count when a frame last blended it (least recently used go first)
+
+    @classmethod
+    def of(cls, pose: np.ndarray, image_version: int, sample_map: np.ndarray, color: np.ndarray,
+           alpha: np.ndarray) -> Keyframe:
+        """A keyframe from the editor's outputs in the composer's layout (compose.editor_outputs)."""
+        offset = (sample_map - pixel_grid(*sample_map.shape[:2])).astype(np.float16)
+        return cls(np.asarray(pose, np.float32), image_version, offset, color.astype(np.float16),
+                   alpha.astype(np.float16))
+
+    @property
+    def sample_map(self) -> np.ndarray:
+        """(H, W, 2) float32: where each pixel samples the image, in pixels (cv2.remap's map)."""
+        return self.offset.astype(np.float32) + pixel_grid(*self.offset.shape[:2])
+
+    @property
+    def point(self) -> np.ndarray:
+        return interpolation.point(self.pose)
+
+    @property
+    def nbytes(self) -> int:
+        return self.offset.nbytes + self.color.nbytes + self.alpha.nbytes
+
+
+@functools.cache
+def pixel_grid(h: int, w: int) -> np.ndarray:
+    """Each pixel's own coordinates (x, y): where it samples with no warp. Read only."""
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid = np.stack([xs, ys], axis=-1)
+    grid.flags.writeable = False
+    return grid
 
 
 class KeyframeStore:
-    """Keyframes keyed by their time on the finest planned step (interval / 2^plan.SPLITS). Guarded by the
-    lock it is given: the smooth source's, which also guards the state that goes with the keyframes."""
+    """Keyframes by pose, up to `max_bytes`; blends for a pose and how good they would be."""
 
-    def __init__(self, interval: float, lock: threading.Condition):
-        self.interval = interval
-        self._lock = lock
-        self._keyframes: dict[int, Keyframe] = {}
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._keyframes: list[Keyframe] = []
+        self._points = np.zeros((0, interpolation.DIMENSIONS))
+        self._uses = itertools.count(1)  # a use counter as the LRU clock: frames mark what they blend
+        self.evicted = 0
 
-    def key(self, t: float) -> int:
-        return round(t * 2 ** plan.SPLITS / self.interval)
-
-    def get(self, t: float) -> Keyframe | None:
+    def blend(self, base_pose: np.ndarray, mark_used: bool = False) -> tuple[list[tuple[Keyframe, float]], float]:
+        """The keyframes and weights for a frame at this (resting-face) pose, and the estimated error
+        (interpolation.Blend.error; inf: no keyframe). mark_used: the frame thread shows it."""
+        target = interpolation.point(base_pose)
         with self._lock:
-            return self._keyframes.get(self.key(t))
+            blend = interpolation.blend_weights(self._points, target)
+            used = [(self._keyframes[i], float(w)) for i, w in zip(blend.indices, blend.weights)]
+            if mark_used:
+                use = next(self._uses)
+                for keyframe, _ in used:
+                    keyframe.last_used = use
+        return used, blend.error
 
-    def bracket(self, t: float) -> tuple[Keyframe | None, Keyframe | None]:
-        """The latest keyframe at or before t and the earliest after it. When the worker has fallen behind
-        (a slow or busy CPU) planned keyframes are skipped and the blend simply spans a longer gap. A
-        right-hand keyframe made before an event still carries the motion on until one for the new future
-        lands (then `add` drops it)."""
+    def error(self, base_pose: np.ndarray) -> float:
+        """How far from exact a frame at this pose would be (see interpolation.Blend.error)."""
         with self._lock:
-            before = [kf for kf in self._keyframes.values() if kf.t <= t]
-            after = [kf for kf in self._keyframes.values() if kf.t > t]
-        left = max(before, key=lambda kf: kf.t) if before else None
-        right = min(after, key=lambda kf: kf.t) if after else None
-        return left, right
+            return interpolation.blend_weights(self._points, interpolation.point(base_pose)).error
 
-    def add(self, keyframe: Keyframe, now: float, generation: int) -> None:
-        """Keep this keyframe (generation: the current future's). One for the current future replaces the
-        other futures' keyframes between now and it; the past goes but for the latest keyframe before now."""
+    def add(self, keyframe: Keyframe) -> list[Keyframe]:
+        """Keep this keyframe; returns the ones evicted to stay within max_bytes (never the new one)."""
         with self._lock:
-            if keyframe.generation == generation:  # the future before it is the new one's: old gone
-                for key, kf in list(self._keyframes.items()):
-                    if kf.generation != keyframe.generation and now < kf.t < keyframe.t:
-                        del self._keyframes[key]
-            self._keyframes[self.key(keyframe.t)] = keyframe
-            # Drop keyframes the clock has left behind, but keep the latest one before now: frames need it.
-            past = sorted((kf.t, key) for key, kf in self._keyframes.items() if kf.t <= now)
-            for _, key in past[:-1]:
-                del self._keyframes[key]
-
-    def made_for(self, generation: int) -> set[int]:
-        """The keys of the keyframes made for this future."""
-        with self._lock:
-            return {key for key, kf in self._keyframes.items() if kf.generation == generation}
-
-    def last_time(self, generation: int | None = None) -> float | None:
-        """The time of the last keyframe made for this future (None: for any); None if there is none."""
-        with self._lock:
-            times = [kf.t for kf in self._keyframes.values() if generation is None or kf.generation == generation]
-        return max(times, default=None)
+            keyframe.last_used = next(self._uses)
+            self._keyframes.append(keyframe)
+            evicted = []
+            while len(self._keyframes) > 1 and sum(k.nbytes for k in self._keyframes) > self.max_bytes:
+                oldest = min(self._keyframes[:-1], key=lambda k: k.last_used)
+                self._keyframes.remove(oldest)
+                evicted.append(oldest)
+            self.evicted += len(evicted)
+            self._points = np.array([k.point for k in self._keyframes])
+            return evicted
 
     def clear(self) -> None:
         with self._lock:
-            self._keyframes.clear()
+            self._keyframes = []
+            self._points = np.zeros((0, interpolation.DIMENSIONS))
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(k.nbytes for k in self._keyframes)
 
     def __iter__(self):
         with self._lock:
-            return iter(list(self._keyframes.values()))
+            return iter(list(self._keyframes))
 
     def __len__(self) -> int:
         with self._lock:

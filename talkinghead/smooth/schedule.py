@@ -1,10 +1,14 @@
-"""What the smooth stream's two workers make next, ahead of the clock, and their threads.
+"""What the smooth stream's two workers make next, and their threads.
 
-* The **keyframe worker** renders the planned keyframes (talkinghead.keyframe_plan) up to KEYFRAME_LOOKAHEAD
-  ahead, skipping those it could no longer make in time.
+* The **keyframe worker** looks along the coming frames (the animation is a pure function of time, known
+  KEYFRAME_LOOKAHEAD ahead; a face capture holds its latest pose) for the first pose whose blend from the
+  stored keyframes would be worse than MAX_ERROR, and renders a keyframe there, moved on along the motion
+  as far as one keyframe can serve (SPAN), so a head turn gets a keyframe every gap or so and a resting
+  head two (one per end of a breath). Poses already covered cost nothing: the idle sway, talking and an
+  emotion seen before are served from the store.
 * The **face worker** makes the faces of the coming frame ticks, first those of the next second, then further
-  ahead, then the mouth shapes talking will need. After an event it makes the new future's first face
-  while the keyframe worker waits (a "rush"): both on the cores would halve its speed.
+  ahead, then the mouth shapes talking will need. After a command (an event) it makes the new future's
+  first face while the keyframe worker waits (a "rush"): both on the cores would halve its speed.
 
 The work itself (a face, a keyframe) is the smooth source's; this module decides which and when.
 """
@@ -19,66 +23,84 @@ from typing import Callable
 
 import numpy as np
 
-from talkinghead import keyframe_plan as plan
 from talkinghead import memory
+from talkinghead import pose as P
+from talkinghead.smooth import interpolation
 from talkinghead.smooth.faces import VOWEL_STEPS, VOWELS, FaceCache, face_key
-from talkinghead.smooth.keyframes import Keyframe, KeyframeStore
+from talkinghead.smooth.keyframes import KeyframeStore
 from talkinghead.smooth.threads import lower_priority, one_torch_thread
 
 log = logging.getLogger(__name__)
 
-# The share of the keyframe worker's time the plan may ask for (the rest is margin: a keyframe takes longer
-# while the face worker runs). On a slower CPU, or a busy one, the finest splits of the plan are left out
-# so that the keyframes made are spread evenly, rather than the worker falling behind the clock (then the
-# head stops, holding the last keyframe, until one lands).
-KEYFRAME_DUTY = 0.75
-# Seconds: keyframes are made this far ahead of the clock, so the worker renders a turn's several keyframes
-# during the rest before it (the idle motion is known in advance; an event cuts it short).
+# A coming frame whose blend would be worse than this (interpolation.Blend.error, gaps²) gets a keyframe.
+# 0.25 is a frame halfway between two keyframes one gap apart (~40 dB from exact in the face, worst case);
+# most frames lie nearer a keyframe than that, and a resting head sits on one.
+MAX_ERROR = 0.3
+# Gaps (distance in the keyframe space) a new keyframe is moved on along the coming motion beyond the first
+# pose that needs one, while the motion stays within BEND of the straight line: halfway it is then as good
+# as MAX_ERROR allows.
+SPAN = 1.0
+BEND = 0.2
+# Seconds: the keyframe worker looks this far ahead of the clock, so it renders a turn's keyframes during the
+# rest before it (the idle motion is known in advance; an event cuts it short).
 KEYFRAME_LOOKAHEAD = 6.0
 # Faces for more than a second ahead (and the speech warm-up) wait while the keyframes reach less far.
 KEYFRAMES_BEFORE_FAR_FACES = 1.5
-# Seconds: when the keyframes ahead reach less than one keyframe's cost plus this, faces wait altogether.
-KEYFRAME_RESERVE = 0.25
+# Frame ticks between two poses the keyframe worker looks at (a turn covers at most ~0.2 gap per tick).
+SCAN_STRIDE = 2
 
 
 @dataclass
 class Animation:
     """The animation as the smooth stream sees it. pose_at(t): the (face-quantised) pose shown at t;
-    generation(): a number that changes on every event, so work done for the old future can be dropped."""
+    base_pose_at(t): the same with its resting face (no blink, the emotion's mouth), which keyframes are
+    rendered and looked up with (None: pose_at); generation(): a number that changes whenever the future
+    changes, so work planned for the old one is planned again; urgent(): a number that changes on commands
+    (set_emotion, talking, ...), whose first face is rushed (None: generation)."""
     pose_at: Callable[[float], np.ndarray]
     generation: Callable[[], int]
     fps: Callable[[], float]
     clock: Callable[[], float] = time.monotonic
+    base_pose_at: Callable[[float], np.ndarray] | None = None
+    urgent: Callable[[], int] | None = None
+
+    def __post_init__(self):
+        if self.base_pose_at is None:
+            self.base_pose_at = self.pose_at
+        if self.urgent is None:
+            self.urgent = self.generation
 
 
 class WorkScheduler:
     """The two worker threads and the choice of their next job. The work is the smooth source's:
-    make_face(pose, future) -> face or None, render_keyframe(t, pose, future) -> Keyframe or None,
-    store(keyframe); face_made(t, generation, key) records a face made for frame time t; new_future() stops
-    the work for an old future; character() is the current character's number. `lock` is the source's."""
+    make_face(pose, future) -> face or None, render_keyframe(base_pose) -> Keyframe or None (stored by the
+    source); face_made(t, generation, key) records a face made for frame time t; new_future() stops the
+    face work for an old future; character() is the current character's number. `lock` is the source's."""
 
     def __init__(self, animation: Animation, lock: threading.Condition, keyframes: KeyframeStore,
                  faces: FaceCache, *, make_face: Callable, render_keyframe: Callable,
-                 store: Callable[[Keyframe], None], face_made: Callable[[float, int, bytes], None],
-                 new_future: Callable[[], None], character: Callable[[], int], face_lookahead: float = 3.0):
+                 face_made: Callable[[float, int, bytes], None], new_future: Callable[[], None],
+                 character: Callable[[], int], face_lookahead: float = 3.0):
         self.animation = animation
         self._lock = lock
         self.keyframes = keyframes
         self.faces = faces
         self._make_face = make_face
         self._render_keyframe = render_keyframe
-        self._store = store
         self._face_made = face_made
         self._new_future = new_future
         self._character = character
         self.face_lookahead = face_lookahead
-        self.keyframe_cost = 0.5  # seconds, a running estimate: how far ahead the next keyframe must be
+        self.keyframe_cost = 0.5  # seconds, a running estimate
         self.face_cost = 0.2  # seconds, the same for a face
         self.face_generation = -1  # the future the face worker last worked for
-        self.rush = False  # the face worker is making the first face of a new future: keyframes wait
+        self.urgent_seen = -1  # the last command the face worker saw
+        self.rush = False  # the face worker is making the first face after a command: keyframes wait
         self._scanned: tuple[tuple, int] = ((), 0)  # (future, tick): faces of the ticks before it are cached
-        self._plans: dict[int, list[tuple[float, int]]] = {}  # keyframe interval number -> its plan
-        self._plans_generation = -1
+        # (future, character, keyframes in the store, tick): the coming frames before that tick were found
+        # served by the store (it only gets better until a keyframe is evicted or the future changes).
+        self._covered: tuple[tuple, int] = ((), 0)
+        self.covered_until = -math.inf  # the frame time up to which coming frames are served
         self._threads: list[threading.Thread] = []
         self._paused = False
         self._closed = False
@@ -124,7 +146,7 @@ class WorkScheduler:
             try:
                 if not next_job():
                     with self._lock:
-                        self._lock.wait(0.02)
+                        self._lock.wait(0.04)
                 logged = None
             except Exception as e:
                 if repr(e) != logged:
@@ -143,35 +165,28 @@ class WorkScheduler:
     # -- the face worker ---------------------------------------------------------------------------------------
     def face_jobs(self) -> bool:
         """One face: the first one missing for the coming frames, from the first frame it can be ready for
-        (a face made for a time already past would only ever be shown late). After an event it is the new
+        (a face made for a time already past would only ever be shown late). After a command it is the new
         future's first face that differs from the old one's, for the next frame: frames show the latest face
-        made before their time when their own is missing, so it shows as soon as it is made (aiming at the
-        frame it would be ready for cost an event ~100 ms more); the keyframe worker waits for it. Idle, the
-        face changes only in blinks, scheduled seconds ahead: they are ready long before."""
+        made before their time when their own is missing, so it shows as soon as it is made; the keyframe
+        worker waits for it. Idle, the face changes only in blinks, scheduled seconds ahead: they are ready
+        long before."""
         generation = self.animation.generation()
-        if generation != self.face_generation:
-            self.face_generation, self.rush = generation, True
+        urgent = self.animation.urgent()
+        if urgent != self.urgent_seen:
+            self.urgent_seen, self.rush = urgent, True
             self._new_future()  # the engine says so on each command; this covers any other source of change
+        self.face_generation = generation
         try:
             now = self.animation.clock()
             ready = now + (0.0 if self.rush else self.face_cost) + 1.0 / max(self.animation.fps(), 1.0)
-            if (not self.rush and self.keyframes_ahead(now, current_future_only=False)
-                    < self.keyframe_cost + KEYFRAME_RESERVE):
-                return False  # no keyframe ahead soon: the head would freeze, worse than a mouth a frame late
             if self.face_job(ready, now + 1.0, generation):
                 return True
-            if self.keyframes_ahead(now) < KEYFRAMES_BEFORE_FAR_FACES:  # the keyframe worker is behind: the
-                return False  # cores are its until then (a missing keyframe freezes the head's motion)
+            if self.covered_until - now < KEYFRAMES_BEFORE_FAR_FACES:  # the keyframe worker is behind: the
+                return False  # cores are its until then (a frame far from its keyframes is blurred)
             return (self.face_job(now + 1.0, now + self.face_lookahead, generation)
                     or self.speech_warm_job(now, generation))
         finally:
             self.rush = False
-
-    def keyframes_ahead(self, now: float, current_future_only: bool = True) -> float:
-        """Seconds from now to the last keyframe made for the current future (or for any: after an event the
-        old future's keyframes still carry the head on until new ones land)."""
-        last = self.keyframes.last_time(self.animation.generation() if current_future_only else None)
-        return (now if last is None else last) - now
 
     def face_job(self, t0: float, t1: float, generation: int | None = None) -> bool:
         """The first face missing for a frame tick in [t0, t1), for this generation (None: the current one).
@@ -211,57 +226,86 @@ class WorkScheduler:
 
     # -- the keyframe worker -----------------------------------------------------------------------------------
     def keyframe_jobs(self) -> bool:
-        """One keyframe: the first planned one still ahead of the clock when one started now is done (behind
-        schedule, planned keyframes are skipped rather than rendered as history), up to KEYFRAME_LOOKAHEAD
-        ahead."""
-        generation = self.animation.generation()
-        if self.rush or self.face_generation != generation:
-            return False  # an event: its first face comes first (both workers on the cores would halve its speed)
-        now = self.animation.clock()
-        if not len(self.keyframes):
-            interval = self.keyframes.interval
-            return self.keyframe_job(math.floor(now / interval) * interval, generation)
-        return any(self.keyframe_job(t, generation) for t in self.keyframes_to_make(now))
-
-    def keyframes_to_make(self, now: float) -> list[float]:
-        """The planned keyframes from the first one a render started now can be in time for, up to
-        KEYFRAME_LOOKAHEAD ahead, not made yet; the finest splits are left out when the worker could not make
-        them all in time (KEYFRAME_DUTY)."""
-        t0, t1 = now + self.keyframe_cost, now + KEYFRAME_LOOKAHEAD
-        made = self.keyframes.made_for(self.animation.generation())
-        missing = [(t, depth) for t, depth in self._planned(t0, t1) if self.keyframes.key(t) not in made]
-        return plan.within_budget(missing, max(t1 - t0, 0.0) / max(self.keyframe_cost, 1e-3) * KEYFRAME_DUTY)
-
-    def keyframe_job(self, t: float, generation: int | None = None) -> bool:
-        """The keyframe at t for this generation (None: the current one), unless it is there already."""
-        generation = self.animation.generation() if generation is None else generation
-        existing = self.keyframes.get(t)
-        if existing is not None and existing.generation == generation:
+        """One keyframe where the coming frames need one (next_keyframe), if any."""
+        if self.rush or self.urgent_seen != self.animation.urgent():
+            return False  # a command: its first face comes first (both workers on the cores would halve its speed)
+        pose = self.next_keyframe(self.animation.clock())
+        if pose is None:
             return False
-        keyframe = self._render_keyframe(t, self.animation.pose_at(t), future=generation)
-        if keyframe is not None and keyframe.generation == self.animation.generation():  # else an event
-            self._store(keyframe)  # made it stale
+        self._render_keyframe(pose)
         memory.release_free_memory()  # a keyframe's temporaries are ~200 MB; see talkinghead/memory.py
         return True
 
-    def planned_keyframes(self, t0: float, t1: float) -> list[float]:
-        """Keyframe times in [t0, t1) for the current future: every keyframe interval, and more where the
-        head turns (talkinghead.keyframe_plan)."""
-        return [t for t, _ in self._planned(t0, t1)]
+    def next_keyframe(self, now: float) -> np.ndarray | None:
+        """The (resting-face) pose of the next keyframe to render: the first coming frame, from the first one
+        a render started now can be in time for to KEYFRAME_LOOKAHEAD ahead, whose blend would be worse than
+        MAX_ERROR, moved on along the motion
+        (`_reach`), breathing at the nearer end of a breath (a breath interpolates to within 55 dB, so two
+        keyframes serve a resting head's every breath). None: every coming frame is served."""
+        step = SCAN_STRIDE / max(self.animation.fps(), 1.0)
+        future = (self.animation.generation(), self._character(), len(self.keyframes), self.keyframes.evicted)
+        tick = math.ceil((now + min(self.keyframe_cost, 1.0)) / step)  # the first frame it can be in time for
+        if self._covered[0] == future:
+            tick = max(tick, self._covered[1])
+        last_tick = math.floor((now + KEYFRAME_LOOKAHEAD) / step)
+        previous = None
+        while tick <= last_tick:
+            pose = self.animation.base_pose_at(tick * step)
+            if self.keyframes.error(pose) > MAX_ERROR:
+                self._covered = (future, tick)
+                self.covered_until = tick * step
+                for keyframe in (self._reach(pose, previous, tick, last_tick, step), pose):
+                    keyframe = self._breath_end(keyframe)
+                    if self.keyframes.error(keyframe) > 0.0:  # not one the store has already
+                        log.debug("keyframe for the frame at %.2f s (%.2f s ahead): its blend error %.2f",
+                                  tick * step, tick * step - now, self.keyframes.error(pose))
+                        return keyframe
+                # Nothing a keyframe could add here (the store has both): take the frame as served.
+            previous = pose
+            tick += 1
+            self._covered = (future, tick)
+        self.covered_until = tick * step
+        return None
 
-    def _planned(self, t0: float, t1: float) -> list[tuple[float, int]]:
-        """planned_keyframes() with each one's depth: 0 at the start of an interval, k for a split of the
-        k-th halving."""
-        generation = self.animation.generation()
-        if self._plans_generation != generation:
-            self._plans, self._plans_generation = {}, generation
-        interval = self.keyframes.interval
-        times = []
-        for cell in range(math.floor(t0 / interval), math.floor(t1 / interval) + 1):
-            planned = self._plans.get(cell)
-            if planned is None:
-                if len(self._plans) > 64:
-                    self._plans.clear()
-                planned = self._plans[cell] = plan.plan_interval(self.animation.pose_at, cell * interval, interval)
-            times += [(t, depth) for t, depth in planned if t0 <= t < t1]
-        return times
+    def _reach(self, pose: np.ndarray, previous: np.ndarray | None, tick: int, last_tick: int,
+               step: float) -> np.ndarray:
+        """The furthest coming pose, from `pose` on, within SPAN of where coverage ends (`previous`, the last
+        served pose; else `pose`) and with the motion between within BEND of the straight line to it: one
+        keyframe there serves the whole stretch."""
+        start = _unbreathing_point(previous if previous is not None else pose)
+        chosen, between = pose, []
+        for later in range(tick + 1, min(last_tick, tick + 2 * int(1.0 / step)) + 1):
+            candidate = self.animation.base_pose_at(later * step)
+            end = _unbreathing_point(candidate)
+            if np.linalg.norm(end - start) > SPAN or any(_off_line(p, start, end) > BEND for p in between):
+                break
+            between.append(_unbreathing_point(chosen))
+            chosen = candidate
+        return chosen
+
+    def _breath_end(self, pose: np.ndarray) -> np.ndarray:
+        """The pose with breathing at the nearer end of a breath (in or out), or the other end when the
+        store has the nearer one already."""
+        breathing = P.INDEX["breathing_index"]
+        ends = []
+        for value in sorted((0.0, 1.0), key=lambda v: abs(v - pose[breathing])):
+            end = np.array(pose, dtype=np.float32)
+            end[breathing] = value
+            ends.append(end)
+        return ends[0] if self.keyframes.error(ends[0]) > 0.0 else ends[1]
+
+
+def _unbreathing_point(pose: np.ndarray) -> np.ndarray:
+    """The pose's point in the keyframe space with breathing left out: a keyframe's breathing is put at an end
+    of a breath anyway (_breath_end), so only the rest of the motion decides how far one reaches."""
+    pose = np.array(pose, dtype=np.float32)
+    pose[P.INDEX["breathing_index"]] = 0.0
+    return interpolation.point(pose)
+
+
+def _off_line(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """How far point p lies from the segment a-b."""
+    span = b - a
+    length = float(span @ span)
+    along = float((p - a) @ span) / length if length > 1e-12 else 0.0
+    return float(np.linalg.norm(p - a - min(max(along, 0.0), 1.0) * span))

@@ -1,13 +1,17 @@
 """The smooth source: `frame_at(t)` for the renderer thread, from the keyframes and faces its two workers
-keep ahead of the clock (talkinghead.smooth.schedule), and the making of a face and of a keyframe.
+make (talkinghead.smooth.schedule), and the making of a face and of a keyframe.
 
-One lock (a Condition, `_lock`) guards the state the threads share: the keyframes, the faces made for
-coming frames, the last face shown, the character, which future each part works for; the workers wait on
-it. The face caches have their own small locks.
+Threads: the renderer thread calls frame_at; the two workers make faces and keyframes; HTTP threads send
+events and new characters; a loader thread brings a character's keyframes back from disk. One lock (a
+Condition, `_lock`) guards the state they share: the faces made for coming frames, the last face shown, the
+character's number and placeholder; the workers wait on it. The keyframe store and the face caches have their
+own small locks; the disk store is written by the keyframe worker only.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
+import logging
 import threading
 import time
 from typing import Callable
@@ -16,40 +20,46 @@ import numpy as np
 import torch
 
 from talkinghead import backends
-from talkinghead import keyframe_plan as plan
 from talkinghead import pose as P
-from talkinghead.smooth.cancellation import Cancellation, PoserLocks
-from talkinghead.smooth.compose import Composer, InBetween, editor_outputs
+from talkinghead.smooth.cancellation import ANY, Cancellation, PoserLocks
+from talkinghead.smooth.compose import Blender, Composer, editor_outputs
 from talkinghead.smooth.faces import FACE_BOX, FaceCache, face_key
-from talkinghead.smooth.keyframes import Keyframe, KeyframeStore
+from talkinghead.smooth.keyframes import DEFAULT_MAX_BYTES, Keyframe, KeyframeStore
 from talkinghead.smooth.schedule import Animation, WorkScheduler
 from talkinghead.smooth.threads import one_torch_thread
 
+log = logging.getLogger(__name__)
+
 
 class SmoothSource:
-    """`frame_at(t)` for the renderer; two worker threads keep keyframes and faces ahead of the clock.
+    """`frame_at(t)` for the renderer; two worker threads keep keyframes and faces ready.
 
-    pose_at(t): the (face-quantised) pose the animator shows at t; generation(): a number that changes on
-    every event, so work done for the old future can be dropped.
+    pose_at(t): the (face-quantised) pose the animator shows at t; base_pose_at(t): the same with its resting
+    face (keyframes are rendered with it); generation(): a number that changes whenever the future does;
+    urgent(): one that changes on commands. disk: where keyframes are kept across restarts (disk.KeyframeDisk;
+    None: not kept).
     """
 
     def __init__(self, poser, pose_at: Callable[[float], np.ndarray], generation: Callable[[], int],
                  fps: Callable[[], float], clock: Callable[[], float] = time.monotonic, *,
-                 locks: PoserLocks | None = None, keyframe_interval: float = 2.0,
-                 face_lookahead: float = 3.0, max_faces: int = 400):
+                 base_pose_at: Callable[[float], np.ndarray] | None = None,
+                 urgent: Callable[[], int] | None = None, locks: PoserLocks | None = None,
+                 face_lookahead: float = 3.0, max_faces: int = 400, max_keyframe_bytes: int = DEFAULT_MAX_BYTES,
+                 disk=None):
         self.poser = poser
-        self.animation = Animation(pose_at, generation, fps, clock)
+        self.animation = Animation(pose_at, generation, fps, clock, base_pose_at, urgent)
         self._lock = threading.Condition()
         self._locks = locks or PoserLocks()  # shared with whoever else runs the poser
         self.faces = FaceCache(max_faces)
         self._eyebrows = FaceCache(8)  # eyebrow-combiner outputs: eyebrows rarely move while the face does
-        self.keyframes = KeyframeStore(keyframe_interval, self._lock)
+        self.keyframes = KeyframeStore(max_keyframe_bytes)
+        self.disk = disk
         self._cancellation = Cancellation(poser, generation, self._lock)
         self.scheduler = WorkScheduler(self.animation, self._lock, self.keyframes, self.faces,
-                                       make_face=self._compute_face, render_keyframe=self._render_keyframe,
-                                       store=self._store, face_made=self._face_made, new_future=self.event,
+                                       make_face=self._compute_face, render_keyframe=self._make_keyframe,
+                                       face_made=self._face_made, new_future=self.event,
                                        character=lambda: self._image_version, face_lookahead=face_lookahead)
-        self._in_between = InBetween()  # frame thread only
+        self._blender = Blender()  # frame thread only
         self._composer = Composer()  # frame thread only
         # Faces made for coming frames, in time order: (frame time, generation, key). A frame whose own face
         # is not ready shows the latest of these at or before its time (else the last face shown).
@@ -57,22 +67,17 @@ class SmoothSource:
         self._last_face: tuple[bytes, torch.Tensor] | None = None  # key and face of the last face shown
         self._image_version = 0  # bumped on a new character; work begun for the old one is not kept
         self._placeholder: np.ndarray | None = None  # the new character as uploaded, until its first keyframe
+        self._character_key: str | None = None  # the disk store's name for the current character
         self.keyframes_rendered = 0
+        self.keyframes_loaded = 0  # from disk, for the current character
         self.last_keyframe_ms = 0.0
-        self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, compose
+        self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, blend, compose
         self.stale_frames = 0  # frames shown with a face that was not the exact one (cache miss)
-
-    @property
-    def keyframe_interval(self) -> float:
-        return self.keyframes.interval
 
     @property
     def character(self) -> int:
         """The number the current character's frames carry in their meta ("character")."""
         return self._image_version
-
-    def planned_keyframes(self, t0: float, t1: float) -> list[float]:
-        return self.scheduler.planned_keyframes(t0, t1)
 
     # -- control -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -84,11 +89,16 @@ class SmoothSource:
     def close(self) -> None:
         self.scheduler.close()
 
-    def event(self) -> None:
-        """A command changed the future: stop the work in progress for the old one (a keyframe, a face): it
-        is wasted, and two workers on two cores beside the frame thread would halve the speed of the new
-        future's first face."""
-        self._cancellation.event()
+    def event(self, urgent: bool = True) -> None:
+        """The future changed. urgent (a command): stop the face in progress for the old future, it is
+        wasted, and two workers on two cores beside the frame thread would halve the speed of the new
+        future's first face. Not urgent (a face-capture update, many a second): the workers only look again.
+        A keyframe in progress is never stopped: it serves any future that comes near its pose."""
+        if urgent:
+            self._cancellation.event()
+        else:
+            with self._lock:
+                self._lock.notify_all()
 
     def image_coming(self) -> None:
         """A new character is about to replace the poser's image, which waits for the poser's locks: stop
@@ -96,15 +106,26 @@ class SmoothSource:
         image_changed() or image_kept(). Before, a load waited ~0.5 s for the face worker's runs."""
         self._cancellation.stop_for_new_image()
 
+    @contextlib.contextmanager
+    def workers_held(self):
+        """While the block runs, the workers' runs in progress stop and none start (an exact still takes
+        the cores and the poser); they go on after it."""
+        self._cancellation.stop_for_new_image()
+        try:
+            yield
+        finally:
+            self.image_kept()
+
     def image_kept(self) -> None:
         """The new character was not set after all (image_coming() without image_changed())."""
         with self._lock:
             self._cancellation.image_settled()
             self._lock.notify_all()
 
-    def image_changed(self) -> None:
+    def image_changed(self, character_key: str | None = None) -> None:
         """The poser has a new character: every cached face and keyframe belongs to the old one. Until the
-        workers have made its first keyframe, frames show it as uploaded (see frame_at)."""
+        first keyframe is there (from disk, when this character was seen before: character_key names it
+        there; or made by the workers), frames show it as uploaded (see frame_at)."""
         with self._lock:
             self._image_version += 1
             self._cancellation.image_settled()
@@ -114,35 +135,55 @@ class SmoothSource:
             self._made.clear()
             self.keyframes.clear()
             self._last_face = None
+            self._character_key = character_key
+            self.keyframes_loaded = 0
+            version = self._image_version
+        if self.disk is not None and character_key is not None:
+            threading.Thread(target=self._load_keyframes, args=(character_key, version),
+                             name="talkinghead-keyframes-load", daemon=True).start()
+
+    def _load_keyframes(self, character_key: str, version: int) -> None:
+        """Bring the character's keyframes back from disk, most recently used first (its resting poses)."""
+        started = time.perf_counter()
+        for pose, outputs in self.disk.load(character_key):
+            with self._lock:
+                if version != self._image_version:
+                    return  # another character came meanwhile
+                self.keyframes.add(Keyframe(pose, version, *outputs))
+                self.keyframes_loaded += 1
+                self._lock.notify_all()
+        if self.keyframes_loaded:
+            log.info("%d keyframes of this character loaded from disk in %.1f s", self.keyframes_loaded,
+                     time.perf_counter() - started)
 
     # -- the frame: called by the renderer thread --------------------------------------------------------
     @torch.inference_mode()
     def frame_at(self, t: float) -> tuple[np.ndarray, dict]:
         """The frame for time t, and how it was made: {"pose", "generation", "character" (a number that
-        changes with each new character), "stale_face", "blend", ...; "placeholder": the image as uploaded}."""
+        changes with each new character), "stale_face", "keyframes" (their numbers), "blend" (their weights),
+        "blend_error" (interpolation.Blend.error), ...; "placeholder": the image as uploaded}."""
         one_torch_thread()
         generation = self.animation.generation()
         version = self._image_version
         pose = self.animation.pose_at(t)
-        left, right = self.keyframes.bracket(t)
-        if left is None and right is not None:  # only keyframes ahead (a new character): hold the first
-            left, right = right, None
-        if left is None:  # nothing to interpolate from yet (start, new character)
+        used, error = self.keyframes.blend(self.animation.base_pose_at(t), mark_used=True)
+        if not used:  # nothing to interpolate from yet (start, new character)
             placeholder = self._placeholder_frame(pose, generation, version)
             if placeholder is not None:
                 return placeholder
-            left = self._render_keyframe(t, pose)  # no worker to make one: render it exactly, now
-            self._store(left)
+            keyframe = self._render_keyframe(self.animation.base_pose_at(t), future=None)  # no worker: now
+            self._store(keyframe)
+            used, error = [(keyframe, 1.0)], 0.0
         with self._lock:
-            if self._last_face is None:  # a new character: its first keyframe's face stands in until ours is made
-                self._last_face = self._cached_face(left.pose)
+            if self._last_face is None:  # a new character: a keyframe's face stands in until ours is made
+                self._last_face = self._cached_face(used[0][0].pose)
         face, shown_key, stale = self._face_for(pose, t, generation)
-        w, (sample_map, color, alpha) = self._in_between.outputs(pose, t, left, right)
+        started = time.perf_counter()
+        sample_map, color, alpha = self._blender.outputs(used)
+        self.timings["blend"] = (time.perf_counter() - started) * 1000
         meta = {"pose": pose, "generation": generation, "character": version, "stale_face": stale,
-                "face_shown": shown_key, "blend": w,
-                "keyframes": (left.t, None if right is None else right.t),
-                "keyframe_gap": (0.0 if right is None
-                                 else plan.gap(left.pose[P.ROTATION], right.pose[P.ROTATION]))}
+                "face_shown": shown_key, "keyframes": [k.number for k, _ in used],
+                "blend": [round(w, 4) for _, w in used], "blend_error": round(error, 4)}
         started = time.perf_counter()
         frame = self._composer.compose(self.poser.image, face, sample_map, color, alpha)
         self.timings["compose"] = (time.perf_counter() - started) * 1000
@@ -159,9 +200,8 @@ class SmoothSource:
                 return None
             self._lock.notify_all()  # the workers, should they be waiting
             return self._placeholder, {"pose": pose, "generation": generation, "character": version,
-                                       "placeholder": True,
-                                       "stale_face": True, "face_shown": None, "blend": 0.0,
-                                       "keyframes": (None, None), "keyframe_gap": 0.0}
+                                       "placeholder": True, "stale_face": True, "face_shown": None,
+                                       "keyframes": [], "blend": [], "blend_error": float("inf")}
 
     def _face_for(self, pose: np.ndarray, t: float, generation: int) -> tuple[torch.Tensor, bytes, bool]:
         """The face for this pose and its key, or (stale=True) while the worker has not made it yet: the face
@@ -206,30 +246,40 @@ class SmoothSource:
         return face, key
 
     # -- making keyframes and faces (the workers; the frame thread when there is nothing yet) ---------------
+    def _make_keyframe(self, base_pose: np.ndarray) -> Keyframe | None:
+        """The keyframe worker's job: render, store and save a keyframe at this pose (None: a new character
+        stopped it)."""
+        keyframe = self._render_keyframe(base_pose, future=ANY)
+        if keyframe is not None:
+            self._store(keyframe)
+        return keyframe
+
     def _store(self, keyframe: Keyframe) -> None:
         with self._lock:
             if keyframe.image_version != self._image_version:
                 return
-            self.keyframes.add(keyframe, self.animation.clock(), self.animation.generation())
+            character_key = self._character_key
+            self.keyframes.add(keyframe)
+        if self.disk is not None and character_key is not None:
+            self.disk.save(character_key, keyframe.number, keyframe.pose,
+                           (keyframe.offset, keyframe.color, keyframe.alpha))
 
     @torch.inference_mode()
-    def _render_keyframe(self, t: float, pose: np.ndarray, future: int | None = None) -> Keyframe | None:
-        """The keyframe for pose (shown at t). future (the keyframe worker): the generation it is made for;
-        None if an event makes that stale before it is done (the cores are the new future's then). None: a
-        frame waits for it, it is made whatever comes."""
+    def _render_keyframe(self, pose: np.ndarray, future=ANY) -> Keyframe | None:
+        """The keyframe for this (resting-face) pose. future: ANY (a worker: only a new character stops
+        it), None (a frame waits for it: it is made whatever comes)."""
         started = time.perf_counter()
-        generation = self.animation.generation() if future is None else future
         version = self._image_version
         face = self._face_for_keyframe(pose, future)
         if face is None:
-            return None  # an event stopped it
+            return None  # a new character stopped it
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]
         rotation = p[:, P.ROTATION]
         with self._locks.body, self._cancellation.cancellable("body", future):
             if version != self._image_version:
                 return None  # a new character came while the lock was awaited: the face is the old one's
             try:
-                self._cancellation.stop_if_stale(future)  # an event while the face was made or the lock awaited
+                self._cancellation.stop_if_stale(future)
                 image = self.poser.image.clone()
                 image[(..., *FACE_BOX)] = face.to(image.dtype)
                 warped, grid_change = self.poser.rotate(image, rotation)
@@ -237,21 +287,22 @@ class SmoothSource:
                 grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
             except backends.Cancelled:
                 return None
-        keyframe = Keyframe(t, generation, version, pose, *editor_outputs(grid, color, alpha))
+        keyframe = Keyframe.of(pose, version, *editor_outputs(grid, color, alpha))
         self.keyframes_rendered += 1
         self.last_keyframe_ms = (time.perf_counter() - started) * 1000
         self.timings["keyframe"] = self.last_keyframe_ms
         self.scheduler.keyframe_took(self.last_keyframe_ms / 1000)
         return keyframe
 
-    def _face_for_keyframe(self, pose: np.ndarray, future: int | None) -> torch.Tensor | None:
+    def _face_for_keyframe(self, pose: np.ndarray, future) -> torch.Tensor | None:
         face = self.faces.get(face_key(pose))
         return face if face is not None else self._compute_face(pose, future)
 
     @torch.inference_mode()
-    def _compute_face(self, pose: np.ndarray, future: int | None = None) -> torch.Tensor | None:
+    def _compute_face(self, pose: np.ndarray, future=None) -> torch.Tensor | None:
         """The face for this pose, now (and into the cache). future (the workers): the generation it is made
-        for; None if an event makes that stale first. None: it is made whatever comes."""
+        for, or ANY; None if an event (or a new character) makes that stale first. None: it is made whatever
+        comes."""
         key = face_key(pose)
         started = time.perf_counter()
         p = torch.as_tensor(pose, dtype=self.poser.dtype, device=self.poser.device)[None]

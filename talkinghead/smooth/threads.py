@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 # Threads per network for the backend in smooth mode: the frame thread and two workers already share the
 # cores, so each network runs on one (more only makes them fight over the same two cores).
 SMOOTH_BACKEND_THREADS = 1
-WORKER_NICENESS = 10  # the workers' nice value (the frame thread keeps the process's)
+WORKER_NICENESS = 10  # how much nicer the workers are than the process (the frame thread keeps the process's)
 
 
 def one_torch_thread() -> None:
@@ -28,9 +28,12 @@ def one_torch_thread() -> None:
 
 def lower_priority() -> None:
     """Workers yield the cores to the frame thread: a frame is due every 40 ms, their work is ahead of the
-    clock. (Linux: a thread is a task with its own nice value; elsewhere this does nothing.)"""
+    clock. WORKER_NICENESS below the calling thread's own priority (a server started with `nice` keeps its
+    threads in the same order). (Linux: a thread is a task with its own nice value; elsewhere this does
+    nothing.)"""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS, 19))
     except (AttributeError, OSError) as e:
         log.debug("could not lower the worker thread's priority: %s", e)
 

@@ -1,0 +1,175 @@
+"""The CPU stream by pose, as a user gets it: a real server process, one PNG viewer over HTTP.
+
+    python bench/bench_pose_stream.py [--warmup 90] [--seconds 30] [--port 0] [--keep DIR]
+
+Starts `server.py --enable-modules=classify,talkinghead` with an empty keyframe folder and prints:
+* warm-up: 10 s windows from the server's start (new character, nothing stored): the server's cores, distinct
+  frames/s received, keyframes rendered, the largest gap between two distinct frames;
+* steady state, idle and talking (`--seconds` each): cores, parts/s and distinct frames/s, the 99th percentile
+  and largest gap between distinct frames, the stored keyframes;
+* exact stills: POST /api/talkinghead/render while the viewer watches (the first, then the median of 5);
+* memory: the server's RSS (both modules), the keyframes on disk;
+* warm starts: a restart with the same keyframe folder, and a reload of the character after another one:
+  the seconds until the stored keyframes are back, and the cost of the 10 s after.
+A part is distinct when its bytes differ from the part before it (keep-alive re-sends are repeats).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from bench_delivery import Server, Viewer, cpu_seconds  # noqa: E402
+from talkinghead import weights  # noqa: E402
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gaps(viewer: Viewer, t0: float, t1: float) -> list[float]:
+    """Seconds between consecutive distinct parts received in [t0, t1)."""
+    times, last = [], None
+    for t, h, _ in viewer.parts:
+        if t0 <= t < t1 and h != last:
+            times.append(t)
+        last = h
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def window(server: Server, viewer: Viewer, seconds: float) -> dict:
+    stats0 = server.get("/api/talkinghead/stats").json()
+    cpu0, t0 = cpu_seconds(server.process.pid), time.monotonic()
+    time.sleep(seconds)
+    cpu1, t1 = cpu_seconds(server.process.pid), time.monotonic()
+    stats = server.get("/api/talkinghead/stats").json()
+    parts, distinct = viewer.rates(t0, t1)
+    g = sorted(gaps(viewer, t0, t1)) or [float("nan")]
+    return {"cores": (cpu1 - cpu0) / (t1 - t0), "parts": parts, "distinct": distinct,
+            "p99_gap_ms": 1000 * g[min(len(g) - 1, int(0.99 * len(g)))], "max_gap_ms": 1000 * g[-1],
+            "rendered": stats["keyframes"]["rendered"] - stats0["keyframes"]["rendered"],
+            "stored": stats["keyframes"]["stored"], "loaded": stats["keyframes"]["loaded_from_disk"],
+            "keyframe_ms": stats.get("keyframe_ms")}
+
+
+def row(name: str, w: dict) -> str:
+    return (f"| {name} | {w['cores']:.2f} | {w['parts']:.1f} | {w['distinct']:.1f} | {w['p99_gap_ms']:.0f} | "
+            f"{w['max_gap_ms']:.0f} | {w['rendered']} | {w['stored']} |")
+
+
+HEADER = ("| phase | cores | parts/s | distinct/s | p99 gap ms | max gap ms | keyframes rendered | stored |\n"
+          "|---|---|---|---|---|---|---|---|")
+
+
+def start(port: int, folder: Path) -> tuple[Server, Viewer, float]:
+    started = time.monotonic()
+    server = Server(port, ["--talkinghead-keyframes", str(folder)], modules="classify,talkinghead")
+    viewer = Viewer(f"{server.base}/api/talkinghead/result_feed")
+    viewer.start()
+    return server, viewer, started
+
+
+def wait_loaded(server: Server, since: float, timeout: float = 30.0) -> float | None:
+    """Seconds from `since` until the stats say stored keyframes came back from disk (and stopped coming)."""
+    deadline, seen, settled = time.monotonic() + timeout, 0, None
+    while time.monotonic() < deadline:
+        loaded = server.get("/api/talkinghead/stats").json()["keyframes"]["loaded_from_disk"]
+        if loaded and loaded == seen:
+            return settled - since
+        seen, settled = loaded, time.monotonic()
+        time.sleep(0.1)
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--warmup", type=float, default=90.0)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--keep", default=None, help="keyframe folder to use and keep (default: a fresh temporary one)")
+    a = ap.parse_args()
+    port = a.port or free_port()
+    folder = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench-keyframes-"))
+    print(f"# bench_pose_stream: real server (classify + talkinghead, CPU), one PNG viewer over HTTP; "
+          f"{psutil.cpu_count()} CPUs; load average at start {psutil.getloadavg()[0]:.1f}")
+
+    server, viewer, started = start(port, folder)
+    try:
+        print(f"\n## Warm-up from an empty keyframe folder (server ready {time.monotonic() - started:.0f} s after launch)")
+        print(HEADER)
+        for k in range(int(a.warmup // 10)):
+            print(row(f"{10 * k}-{10 * k + 10} s", window(server, viewer, 10.0)), flush=True)
+
+        print(f"\n## Steady state ({a.seconds:g} s each)")
+        print(HEADER)
+        print(row("idle", window(server, viewer, a.seconds)), flush=True)
+        server.post("/api/talkinghead/start_talking")
+        print(row("talking", window(server, viewer, a.seconds)), flush=True)
+        server.post("/api/talkinghead/stop_talking")
+        server.post("/api/talkinghead/set_emotion", json={"emotion_name": "joy"})
+        print(row("joy (a new emotion)", window(server, viewer, a.seconds)), flush=True)
+        server.post("/api/talkinghead/set_emotion", json={"emotion_name": "neutral"})
+        print(row("neutral again", window(server, viewer, a.seconds)), flush=True)
+
+        print("\n## Exact stills while the viewer watches (POST /api/talkinghead/render, emotion 'joy')")
+        times = []
+        for _ in range(6):
+            t0 = time.monotonic()
+            r = server.post("/api/talkinghead/render", json={"emotion": "joy"})
+            times.append(time.monotonic() - t0)
+            assert r.ok, r.text
+        print(f"| first (compiles the networks for all cores) | {1000 * times[0]:.0f} ms |\n"
+              f"| then, median of 5 | {1000 * statistics.median(times[1:]):.0f} ms (max {1000 * max(times[1:]):.0f}) |")
+
+        rss = psutil.Process(server.process.pid).memory_info().rss
+        disk = sum(f.stat().st_size for f in folder.rglob("*.npz"))
+        print(f"\n## Memory\n| server RSS (classify + talkinghead) | {rss / 2 ** 20:.0f} MB |\n"
+              f"| keyframes on disk | {disk / 2 ** 20:.0f} MB in {len(list(folder.rglob('*.npz')))} files |")
+
+        print("\n## Reload of a character seen before (load lambda_01, then lambda_00 again)")
+        other = (weights.IMAGES_DIR / "lambda_01.png").read_bytes()
+        server.post("/api/talkinghead/load", files={"file": ("lambda_01.png", other, "image/png")})
+        time.sleep(5)
+        t0 = time.monotonic()
+        server.post("/api/talkinghead/load", files={"file": ("lambda_00.png", weights.DEFAULT_CHARACTER.read_bytes(),
+                                                            "image/png")})
+        back = wait_loaded(server, t0)
+        print(f"| keyframes back from disk after | {back if back is None else f'{back:.1f} s'} |")
+        print(HEADER)
+        print(row("10 s after the reload", window(server, viewer, 10.0)), flush=True)
+    finally:
+        viewer.close()
+        server.close()
+
+    print("\n## Restart with the same keyframe folder")
+    server, viewer, started = start(port, folder)
+    try:
+        back = wait_loaded(server, started)
+        print(f"| keyframes back from disk, from the launch | {back if back is None else f'{back:.1f} s'} |")
+        print(HEADER)
+        print(row("first 10 s after the restart", window(server, viewer, 10.0)), flush=True)
+        print(row("next 10 s", window(server, viewer, 10.0)), flush=True)
+    finally:
+        viewer.close()
+        server.close()
+        if not a.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
