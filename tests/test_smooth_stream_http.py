@@ -211,8 +211,9 @@ def quiet(server: Server) -> None:
 
 def settled(server: Server, timeout: float = 30.0) -> np.ndarray:
     """Waits until the streamed face has stopped moving: five frames 0.5 s apart each within 0.1 level on
-    average of the one before, and (where /stats counts them) two keyframes made since the call: on a busy CPU
-    the keyframe that finishes an event may land seconds later, while the frames before it hold still."""
+    average of the one before, and (where /stats counts them) two keyframes made since the call (on a busy CPU
+    the keyframe that finishes an event may land seconds later, while the frames before it hold still), or
+    eleven such frames (5 s) when no keyframe comes (a character at rest needs none)."""
     keyframes = server.get("/stats").json().get("keyframes_rendered")
     deadline = time.monotonic() + timeout
     frame, still = server.viewer.latest(after=time.monotonic()), 0
@@ -222,7 +223,7 @@ def settled(server: Server, timeout: float = 30.0) -> np.ndarray:
         still = still + 1 if mean_diff(newer, frame) < 0.1 else 0
         frame = newer
         made = server.get("/stats").json().get("keyframes_rendered")
-        if still >= 4 and (keyframes is None or made >= keyframes + 2):
+        if still >= 4 and (keyframes is None or made >= keyframes + 2) or still >= 10:
             return frame
     pytest.fail(f"the streamed face still moves {timeout:.0f} s after the last event")
 
@@ -313,7 +314,7 @@ def test_a_vmc_head_turn_shows_the_exact_render_of_the_mapped_pose(server, yaw):
         still = still + 1 if mean_diff(newer, frame) < 0.1 else 0
         frame = newer
         made = server.get("/stats").json().get("keyframes_rendered")
-        if still >= 4 and (keyframes is None or made >= keyframes + 2):
+        if still >= 4 and (keyframes is None or made >= keyframes + 2) or still >= 10:
             break
     status = server.get("/mocap").json()
     server.post("/mocap", json={"on": False})
