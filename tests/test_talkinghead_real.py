@@ -352,7 +352,7 @@ def _client_sequence(base: str, th_url: str, session: requests.Session, open_str
         return stats
 
     # 1. connect
-    assert get("/api/modules").json() == {"modules": ["classify", "talkinghead"]}
+    assert get("/api/modules").json()["modules"] == ["classify", "talkinghead"]
     preflight(f"{base}/api/classify/labels", "GET")
     labels = get("/api/classify/labels").json()["labels"]
     assert labels[-1] == "talkinghead" and "joy" in labels
