@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as s:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on loopback that nothing uses now: TCP, or UDP with socket.SOCK_DGRAM."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -76,10 +76,15 @@ def section_of(top: str) -> str:
     return "\n".join(lines)
 
 
-def ignored(name: str) -> bool:
-    """Named by .gitignore: made by setup or a build (data/, .venv/, build/, ...), not part of the tree."""
-    patterns = [p.strip().strip("/") for p in (REPO / ".gitignore").read_text().splitlines()]
-    return any(p and not p.startswith("#") and fnmatch.fnmatch(name, p) for p in patterns)
+def ignored(name: str, at_root: bool = True) -> bool:
+    """Named by .gitignore: made by setup or a build (data/, .venv/, build/, ...), not part of the tree. A
+    pattern that starts with / holds at the top level only (/data/, not classifier/data/)."""
+    for pattern in (REPO / ".gitignore").read_text().splitlines():
+        pattern = pattern.strip()
+        if pattern and not pattern.startswith("#") and (at_root or not pattern.startswith("/")) \
+                and fnmatch.fnmatch(name, pattern.strip("/")):
+            return True
+    return False
 
 
 def test_every_entry_of_the_layout_exists():

@@ -18,20 +18,18 @@ from pathlib import Path
 
 import pytest
 
+from test_layout import ignored
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("modules", "talkinghead", "classifier")
-# Top-level entries of the checkout that are not source: environments, data, build outputs (as .gitignore).
-NOT_SOURCE = {".git", ".venv", "data", "build", "dist", ".whl", ".gl", ".cache", "test-artifacts",
-              ".pytest_cache"}
-
 pytestmark = pytest.mark.slow
 
 
 def copy_checkout(dest: Path) -> Path:
+    """The checkout without what .gitignore names (.venv/, data/, caches, build outputs) and .git."""
     def ignore(folder: str, names: list[str]) -> set[str]:
-        root = Path(folder) == REPO
-        return {n for n in names if n in ("__pycache__", "node_modules") or n.endswith(".egg-info")
-                or (root and n in NOT_SOURCE)}
+        at_root = Path(folder) == REPO
+        return {n for n in names if n == ".git" or ignored(n, at_root)}
 
     shutil.copytree(REPO, dest, ignore=ignore)
     return dest

@@ -136,6 +136,22 @@ def test_manual_poser_opens_the_page_of_a_running_server(fake_engine, tmp_path, 
     assert manual_poser.probe("http://127.0.0.1:9") == "nothing"
 
 
+def test_manual_poser_starts_a_talkinghead_only_server_as_a_program_when_none_answers(monkeypatch):
+    """Nothing on the port: server.py runs as its own process with the passed-on flags (no import of the
+    server into talkinghead/), and its exit code is the launcher's."""
+    from network import free_port
+    from talkinghead import manual_poser
+
+    port, started, waited = free_port(), [], []
+    monkeypatch.setattr(manual_poser, "run_server", lambda flags: started.append(flags) or 3)
+    monkeypatch.setattr(manual_poser, "open_when_ready", lambda *args: waited.append(args))
+    assert manual_poser.main(["--port", str(port), "--no-browser", "--talkinghead-gpu"]) == 3
+    assert started == [["--talkinghead-gpu", "--enable-modules=talkinghead", f"--port={port}"]]
+    monkeypatch.undo()
+    assert manual_poser.SERVER_PROGRAM == Path(__file__).resolve().parents[1] / "server.py"
+    assert manual_poser.run_server(["--help"]) == 0  # the real program: prints its usage and exits
+
+
 @pytest.mark.slow
 def test_sprites_equal_render_on_the_real_poser(real_poser, tmp_path):
     """THA3's exact renders, in the zip and from /render, are the same pixels (three emotions: ~6 renders; the

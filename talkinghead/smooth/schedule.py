@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 # most frames lie nearer a keyframe than that, and a resting head sits on one.
 MAX_ERROR = 0.3
 # Gaps (distance in the keyframe space) a new keyframe is moved on along the coming motion beyond the first
-# pose that needs one, while the motion stays within BEND of the straight line: halfway it is then as good
-# as MAX_ERROR allows.
-SPAN = 1.0
+# pose that needs one, while the motion stays within BEND of the straight line: halfway the error is then
+# 0.16, leaving MAX_ERROR room for a breath the keyframes do not span and a bend.
+SPAN = 0.8
 BEND = 0.2
 # Seconds: the keyframe worker looks this far ahead of the clock, so it renders a turn's keyframes during the
 # rest before it (the idle motion is known in advance; an event cuts it short).

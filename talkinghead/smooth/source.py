@@ -73,6 +73,7 @@ class SmoothSource:
         self.last_keyframe_ms = 0.0
         self.timings: dict[str, float] = {}  # ms of the latest: face (eyebrows + face morpher), keyframe, blend, compose
         self.stale_frames = 0  # frames shown with a face that was not the exact one (cache miss)
+        self.last_blend_error = float("inf")  # of the latest frame (interpolation.Blend.error; 0: exact)
 
     @property
     def character(self) -> int:
@@ -178,6 +179,7 @@ class SmoothSource:
             if self._last_face is None:  # a new character: a keyframe's face stands in until ours is made
                 self._last_face = self._cached_face(used[0][0].pose)
         face, shown_key, stale = self._face_for(pose, t, generation)
+        self.last_blend_error = error
         started = time.perf_counter()
         sample_map, color, alpha = self._blender.outputs(used)
         self.timings["blend"] = (time.perf_counter() - started) * 1000
