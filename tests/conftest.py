@@ -37,7 +37,7 @@ def require(available: bool, reason: str) -> None:
     if in_ci():
         pytest.fail(f"CI=true and {reason}: the test setup must provide it (scripts/setup.sh --test)",
                     pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def missing_tools(*names: str) -> list[str]:

@@ -307,9 +307,10 @@ def test_rewrites_remove_what_they_should(separable):
 
 @pytest.fixture(scope="module")
 def character():
+    from conftest import require
+
     missing = weights.missing_or_corrupt()
-    if missing:
-        pytest.skip(f"THA3 weights missing or corrupt ({', '.join(missing)}): run `python -m talkinghead.weights`")
+    require(not missing, f"THA3 weights missing or corrupt ({', '.join(missing)}): run `python -m talkinghead.weights`")
     from talkinghead.image import load_character
 
     return load_character(weights.DEFAULT_CHARACTER.read_bytes())

@@ -92,7 +92,7 @@ def test_cross_origin_page_drives_the_avatar_and_shows_moving_frames(browser, fa
                                                                     "window.results.error"))
         results = browser.execute_script("return window.results")
         assert "error" not in results, results
-        assert results["modules"] == {"modules": ["talkinghead"]}
+        assert results["modules"]["modules"] == ["talkinghead"], results["modules"]
         assert results["badStatus"] == 401 and results["badBody"] == {"error": "401: Invalid API key"}
         assert results["set_emotion"] == "200 emotion set to joy"
         assert results["load_emotion_templates"] == "200 OK" and results["talk"] == "talking started"

@@ -49,7 +49,9 @@ def test_every_operation_documents_its_answers(app):
 
 
 def test_document_loads_in_schemathesis(app):
-    schemathesis = pytest.importorskip("schemathesis")
+    from conftest import need_module
+
+    schemathesis = need_module("schemathesis", "pip install -r requirements-test.txt")
     schema = schemathesis.openapi.from_dict(openapi.document_for(app))
     assert len(list(schema.get_all_operations())) == len(described(openapi.full_document()))
 

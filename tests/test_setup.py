@@ -21,7 +21,7 @@ def path_without(tmp_path: Path, hidden: str, fakes: dict[str, str] | None = Non
     """A PATH of one folder: links to bash, id and every test tool found here but `hidden`, plus fake scripts."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name in ("bash", "id", *NEEDED):
+    for name in ("bash", "id", "dirname", *NEEDED):
         found = shutil.which(name)
         if name == hidden:
             continue
@@ -62,6 +62,39 @@ def test_a_failing_apt_get_fails_the_setup(tmp_path):
 def test_a_node_package_names_nodejs(tmp_path):
     done = run_tools(tmp_path, "--check", hidden="node")
     assert done.returncode == 3 and "test tools missing: node (apt-get install nodejs)" in done.stderr, done
+
+
+def ci_checkout(tmp_path: Path) -> Path:
+    """The real .ci/run, test.sh and scripts/test-tools.sh in a bare copy of the layout, with a setup.sh that
+    only runs the tools step (no pip, no weights: the shared .venv is left alone) and a .venv/bin/python that
+    says it ran pytest."""
+    root = tmp_path / "checkout"
+    for path in (".ci/run", "test.sh", "scripts/test-tools.sh"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / path, root / path)
+    (root / "scripts" / "setup.sh").write_text('#!/usr/bin/env bash\nset -euo pipefail\ncd "$(dirname "$0")/.."\n'
+                                               "scripts/test-tools.sh\n")
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "bin" / "python").write_text("#!/bin/sh\necho pytest ran \"$@\"\n")
+    for path in ("scripts/setup.sh", ".venv/bin/python"):
+        (root / path).chmod(0o755)
+    return root
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_ci_run_stops_at_a_missing_tool_and_says_which(tmp_path, ci):
+    """CI=true bash .ci/run on a machine without espeak-ng (apt-get failing): the run fails naming it, before
+    pytest; outside CI test.sh goes on (those tests then skip, with the reason)."""
+    root = ci_checkout(tmp_path)
+    env = {**os.environ, "CI": ci, "PATH": path_without(tmp_path, "espeak-ng", {"id": "echo 0", "apt-get": "exit 100"})}
+    done = subprocess.run(["/bin/bash", str(root / ".ci" / "run")], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert "error: apt-get install espeak-ng failed; test tools missing: espeak-ng" in done.stderr, done
+    if ci:
+        assert done.returncode == 3 and "pytest ran" not in done.stdout, done
+    else:
+        assert done.returncode == 0 and "pytest ran -m pytest -p no:cacheprovider" in done.stdout, done
+        assert "going on without them" in done.stderr
 
 
 NEEDS_ESPEAK = """
