@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import io
 import math
-import shutil
 import subprocess
 from pathlib import Path
 

@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import require, sillytavern_tarball
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache"
@@ -47,11 +48,11 @@ EXTENSION_PATH = "/scripts/extensions/third-party/talkinghead-extras/"
 
 
 def vendored_tarball() -> Path:
-    """The vendored 1.12.6 source: $TALKINGHEAD_SILLYTAVERN_TARBALL, else shared/vendor/ beside this checkout
-    (or beside the main checkout, for a git worktree elsewhere)."""
+    """The vendored 1.12.6 source: $TALKINGHEAD_SILLYTAVERN_TARBALL or shared/vendor/ beside this checkout
+    (conftest.sillytavern_tarball), else beside the main checkout, for a git worktree elsewhere."""
     if os.environ.get("TALKINGHEAD_SILLYTAVERN_TARBALL"):
-        return Path(os.environ["TALKINGHEAD_SILLYTAVERN_TARBALL"])
-    candidates = [REPO.parent / "shared" / "vendor" / TARBALL_NAME]
+        return sillytavern_tarball()
+    candidates = [sillytavern_tarball()]
     try:
         common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=REPO,
                                 capture_output=True, text=True, timeout=10).stdout.strip()
@@ -221,8 +222,8 @@ def prepare_sillytavern(version: str) -> Path:
     if not (ST_1126 / "node_modules" / "express").is_dir():
         result = subprocess.run([NPM, "install", "--no-audit", "--no-fund", "--omit=dev"], cwd=ST_1126,
                                 capture_output=True, text=True, timeout=900)
-        if result.returncode != 0:
-            pytest.skip(f"npm install of SillyTavern failed (registry unreachable?): {result.stderr[-500:]}")
+        require(result.returncode == 0,
+                f"npm install of SillyTavern failed (registry unreachable?): {result.stderr[-500:]}")
     return ST_1126
 
 
@@ -502,13 +503,6 @@ def missing_tools(version: str) -> str | None:
     return None
 
 
-def tool_missing(reason: str):
-    """The setup provides these tools: a missing one skips here, fails in CI (CI=true)."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI: {reason}")
-    pytest.skip(reason)
-
-
 def start_sillytavern(version: str, st_dir: Path, tmp_path: Path, port: int, log: Path) -> tuple[subprocess.Popen, Path, dict]:
     """1.19.0 as the `sillytavern` command runs it (global mode: config and data in the user's data folder,
     here under a temporary XDG_DATA_HOME); 1.12.6 as `node server.js` in its folder (config.yaml there)."""
@@ -537,8 +531,7 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
     from selenium.webdriver.common.by import By
     from talkinghead import weights
 
-    if missing_tools(version):
-        tool_missing(missing_tools(version))
+    require(not missing_tools(version), str(missing_tools(version)))  # the setup provides them
     started = time.monotonic()
     st_dir = prepare_sillytavern(version)
     api_port, st_port = free_port(), free_port()
