@@ -5,8 +5,9 @@
 Starts `server.py --enable-modules=classify,talkinghead` with an empty keyframe folder and prints:
 * warm-up: 10 s windows from the server's start (new character, nothing stored): the server's cores, distinct
   frames/s received, keyframes rendered, the largest gap between two distinct frames;
-* steady state, idle and talking (`--seconds` each): cores, parts/s and distinct frames/s, the 99th percentile
-  and largest gap between distinct frames, the stored keyframes;
+* steady state, idle and talking (`--seconds` each), a new emotion and an old one, and idle and talking with
+  the sway off (a resting head): cores, parts/s and distinct frames/s, the 99th percentile and largest gap
+  between distinct frames, the keyframes rendered and stored;
 * exact stills: POST /api/talkinghead/render while the viewer watches (the first, then the median of 5);
 * memory: the server's RSS (both modules), the keyframes on disk;
 * warm starts: a restart with the same keyframe folder, and a reload of the character after another one:
@@ -124,6 +125,14 @@ def main() -> int:
         print(row("joy (a new emotion)", window(server, viewer, a.seconds)), flush=True)
         server.post("/api/talkinghead/set_emotion", json={"emotion_name": "neutral"})
         print(row("neutral again", window(server, viewer, a.seconds)), flush=True)
+        # The floor of the design: a head that rests (sway off) breathes, blinks and talks from two keyframes.
+        server.post("/api/talkinghead/load_animator_settings", json={"sway_macro_strength": 0.0})
+        time.sleep(10)
+        print(row("idle, sway off (after 10 s)", window(server, viewer, a.seconds)), flush=True)
+        server.post("/api/talkinghead/start_talking")
+        print(row("talking, sway off", window(server, viewer, a.seconds)), flush=True)
+        server.post("/api/talkinghead/stop_talking")
+        server.post("/api/talkinghead/load_animator_settings", json={})
 
         print("\n## Exact stills while the viewer watches (POST /api/talkinghead/render: emotion 'joy', each with "
               "another head turn, so no stage of the poser is cached)")
