@@ -14,7 +14,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / "scripts" / "test-tools.sh"
-NEEDED = ("chromium", "chromedriver", "espeak-ng", "ffmpeg", "node", "npm")
+def _programs_in_the_tools_list() -> tuple[str, ...]:
+    """The programs scripts/test-tools.sh checks (its TOOLS table; files it checks are left as they are)."""
+    table = TOOLS.read_text().split('TOOLS="', 1)[1].split('"', 1)[0]
+    return tuple(line.split()[0] for line in table.splitlines() if line.strip() and not line.startswith("/"))
+
+
+NEEDED = _programs_in_the_tools_list()
 
 
 def path_without(tmp_path: Path, hidden: str, fakes: dict[str, str] | None = None) -> str:
