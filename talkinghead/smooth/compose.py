@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 import torch
 
-from talkinghead.smooth import interpolation
 from talkinghead.smooth.faces import FACE_BOX
 from talkinghead.smooth.keyframes import Keyframe, pixel_grid
 
@@ -97,7 +96,7 @@ class Blender:
     frame thread only: it keeps float32 copies of the keyframes it blended last (consecutive frames share most
     of theirs; a copy costs ~2 ms, a blend ~1 ms per keyframe)."""
 
-    KEEP = interpolation.NEIGHBOURS + 2  # a blend of the most keyframes, and the next frame's newcomers
+    KEEP = 8  # 10.5 MB each; a blend has 2-5 keyframes (weights under 1 % dropped), up to NEIGHBOURS
 
     def __init__(self):
         self._float: collections.OrderedDict[Keyframe, EditorOutputs] = collections.OrderedDict()

@@ -20,9 +20,10 @@ import numpy as np
 from talkinghead.smooth import interpolation
 
 # Keyframes kept in memory: 5 MB each (half precision: the sampling map as each pixel's offset, the colour
-# change and its alpha), so ~32 of them: the resting poses and turns of the last half minute or so, and the
-# coming ones. With the face cache and the networks the server stays within ~1.5 GB.
-DEFAULT_MAX_BYTES = 160 * 2 ** 20
+# change and its alpha), so 24 of them: the resting poses and turns of the last half minute or so, and the
+# coming ones. With the face cache, the blender's float copies and the networks, the server with both modules
+# stays near 1.5 GB.
+DEFAULT_MAX_BYTES = 120 * 2 ** 20
 
 _numbers = itertools.count(1)
 
