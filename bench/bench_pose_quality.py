@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_stream import over_grey, psnr  # noqa: E402
 from talkinghead import pose as P  # noqa: E402
 from talkinghead import smooth, weights  # noqa: E402
 from talkinghead.engine import TalkingHead  # noqa: E402
@@ -37,16 +39,6 @@ from talkinghead.tha3.poser import Poser  # noqa: E402
 FACE = (slice(32, 224), slice(160, 352))
 HEAD_Y, NECK_Z, BODY_Y, BODY_Z = (P.INDEX[n] for n in ("head_y_index", "neck_z_index", "body_y_index",
                                                          "body_z_index"))
-
-
-def over_grey(rgba: np.ndarray) -> np.ndarray:
-    a = rgba[..., 3:4].astype(np.float64) / 255.0
-    return rgba[..., :3].astype(np.float64) * a + 128.0 * (1.0 - a)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a - b) ** 2))
-    return 99.0 if mse < 1e-10 else 10 * np.log10(255.0 ** 2 / mse)
 
 
 class Capture:

@@ -32,14 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from bench_delivery import Server, Viewer, cpu_seconds  # noqa: E402
+from common import free_port  # noqa: E402
 from talkinghead import weights  # noqa: E402
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gaps(viewer: Viewer, t0: float, t1: float) -> list[float]:
