@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_stream import over_grey, psnr  # noqa: E402
+from bench_stream import new_frames, over_grey, psnr  # noqa: E402
 from talkinghead import pose as P  # noqa: E402
 from talkinghead import smooth, weights  # noqa: E402
 from talkinghead.engine import TalkingHead  # noqa: E402
@@ -83,13 +83,7 @@ class Recorder:
         self._thread.start()
 
     def _run(self):
-        seq = self.engine.slot.latest().seq
-        while not self._stop.is_set():
-            frame = self.engine.slot.wait_newer(seq, timeout=0.2)
-            if frame is None or frame.seq == seq:
-                continue
-            seq = frame.seq
-            frame.png  # noqa: B018 - encoded as the PNG stream has it encoded
+        for frame in new_frames(self.engine.slot, self._stop):
             now = time.monotonic()
             self.frames.append((now, frame))
             if len(self.frames) % self.every == 0:

@@ -76,6 +76,19 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse < 1e-10 else 10 * np.log10(255.0 ** 2 / mse)
 
 
+def new_frames(slot, stop: threading.Event):
+    """Every frame published to the slot from now until `stop`, each encoded as a viewer of the PNG stream has
+    it encoded (on the caller's thread)."""
+    seq = slot.latest().seq
+    while not stop.is_set():
+        frame = slot.wait_newer(seq, timeout=0.2)
+        if frame is None or frame.seq == seq:
+            continue
+        seq = frame.seq
+        frame.png  # noqa: B018 - the encoding a viewer makes
+        yield frame
+
+
 class Sampler:
     """Watches the latest-frame slot like a viewer of the PNG stream (each new frame is encoded, as the stream
     has it encoded): counts distinct frames, keeps every n-th with its pose."""
@@ -96,13 +109,7 @@ class Sampler:
         self.duration = time.monotonic() - self.started
 
     def _run(self):
-        seq = self.engine.slot.latest().seq
-        while not self._stop.is_set():
-            frame = self.engine.slot.wait_newer(seq, timeout=0.2)
-            if frame is None or frame.seq == seq:
-                continue
-            seq = frame.seq
-            frame.png  # noqa: B018 - encoded as a viewer of the PNG stream has it encoded (on its thread)
+        for frame in new_frames(self.engine.slot, self._stop):
             self.count += 1
             if self.count % self.every == 0:
                 self.samples.append((frame.rgba.copy(), frame.t, dict(frame.meta)))
