@@ -20,15 +20,13 @@ from talkinghead.animator import Animator
 from talkinghead.image import load_character
 from talkinghead.renderer import Renderer
 from talkinghead.settings import AnimatorSettings
-from talkinghead.smooth import PoserLocks, SmoothSource, quantize_face
+from talkinghead.smooth import VOWELS, PoserLocks, SmoothSource, quantize_face
 from talkinghead.stream import Viewers
 
 log = logging.getLogger(__name__)
 
 # The face values a capture's resting face leaves out (closed mouth, open eyes), as the animator's does.
-_TRANSIENT = [pose_mod.INDEX[name] for name in ("mouth_aaa_index", "mouth_iii_index", "mouth_uuu_index",
-                                                 "mouth_eee_index", "mouth_ooo_index", "eye_wink_left_index",
-                                                 "eye_wink_right_index")]
+_TRANSIENT = [*VOWELS, pose_mod.INDEX["eye_wink_left_index"], pose_mod.INDEX["eye_wink_right_index"]]
 
 
 class TalkingHead:
@@ -333,8 +331,7 @@ class TalkingHead:
                 self.source.image_kept()
             raise
         if self.source:
-            disk = self.source.disk
-            self.source.image_changed(disk.key(rgba) if disk is not None else None)
+            self.source.image_changed()
 
     def _pose_at(self, t: float) -> np.ndarray:
         """The pose shown at t. Eyebrow/face values are quantised (steps of 1/32, invisible) in every mode,

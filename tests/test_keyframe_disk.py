@@ -104,7 +104,7 @@ def test_a_restart_starts_with_the_characters_keyframes_and_exact_frames(real_po
 
     def source():
         s = SmoothSource(real_poser, lambda t: shown, lambda: 0, lambda: 25.0, lambda: 100.0, disk=disk)
-        s.image_changed(key)
+        s.image_changed()
         return s
 
     first = source()

@@ -123,10 +123,10 @@ class SmoothSource:
             self._cancellation.image_settled()
             self._lock.notify_all()
 
-    def image_changed(self, character_key: str | None = None) -> None:
+    def image_changed(self) -> None:
         """The poser has a new character: every cached face and keyframe belongs to the old one. Until the
-        first keyframe is there (from disk, when this character was seen before: character_key names it
-        there; or made by the workers), frames show it as uploaded (see frame_at)."""
+        first keyframe is there (from disk, when this character was seen before, or made by the workers),
+        frames show it as uploaded (see frame_at)."""
         with self._lock:
             self._image_version += 1
             self._cancellation.image_settled()
@@ -136,10 +136,12 @@ class SmoothSource:
             self._made.clear()
             self.keyframes.clear()
             self._last_face = None
-            self._character_key = character_key
+            character_key = self._character_key = (self.disk.key(self._placeholder)
+                                                    if self.disk is not None and self._placeholder is not None
+                                                    else None)
             self.keyframes_loaded = 0
             version = self._image_version
-        if self.disk is not None and character_key is not None:
+        if character_key is not None:
             threading.Thread(target=self._load_keyframes, args=(character_key, version),
                              name="talkinghead-keyframes-load", daemon=True).start()
 
