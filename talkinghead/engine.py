@@ -249,7 +249,7 @@ class TalkingHead:
         s = self.source
         return {"keyframes_rendered": s.keyframes_rendered, "keyframe_ms": round(s.last_keyframe_ms, 1),
                 "keyframes": {"stored": len(s.keyframes), "rendered": s.keyframes_rendered,
-                              "loaded_from_disk": s.keyframes_loaded, "evicted": s.keyframes.evicted,
+                              "loaded_from_disk": s.keyframes_loaded, "recalled_from_disk": s.keyframes_recalled, "evicted": s.keyframes.evicted,
                               "megabytes": round(s.keyframes.nbytes / 2 ** 20, 1),
                               "frame_error": round(s.last_blend_error, 4)},
                 "face_cache": {"entries": len(s.faces), "hits": s.faces.hits, "misses": s.faces.misses},

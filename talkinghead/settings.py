@@ -61,6 +61,9 @@ class AnimatorSettings:
     sway_interval_max: float = _number(10.0, 0.1, 600.0, "longest time between new sway targets, s")
     sway_macro_strength: float = _number(0.6, 0.0, 1.0, "sway targets lie within ± this of the emotion's value")
     sway_micro_strength: float = _number(0.02, 0.0, 0.2, "± jitter added to the sway per 1/25 s")
+    sway_postures: int = _number(
+        3, 0, 16, "the sway moves among this many postures of each emotion, the same ones every time (on a CPU "
+                  "their keyframes are then made once); 0: a new random target every time", integer=True)
 
     breathing_cycle_duration: float = _number(4.0, 0.5, 60.0, "one full breath, s")
 

@@ -214,6 +214,32 @@ def test_sway_stays_within_macro_plus_micro_strength_of_the_emotion(emotion):
     assert np.all(sway.std(axis=0) > 0.05)  # it does move
 
 
+def resting_poses(animator: Animator, seconds: float = 240.0) -> list[tuple[float, ...]]:
+    """The sway's values at each rest (no micro sway), in order, rounded."""
+    times = np.arange(0.0, seconds, 0.1)
+    sway = sample(animator, times)[:, SWAY]
+    still = np.abs(np.diff(sway, axis=0)).max(axis=1) < 1e-5
+    rests = [tuple(np.round(sway[i], 3)) for i in range(1, len(still)) if still[i] and not still[i - 1]]
+    return [r for k, r in enumerate(rests) if k == 0 or r != rests[k - 1]]
+
+
+def test_sway_moves_among_three_postures_the_same_after_a_restart_never_staying_in_one():
+    rests = resting_poses(make_animator(seed=1, sway_micro_strength=0.0))
+    assert len(rests) >= 20 and len(set(rests)) == 3
+    assert all(a != b for a, b in zip(rests, rests[1:]))  # each move goes to another posture
+    restarted = resting_poses(make_animator(seed=2, sway_micro_strength=0.0))
+    assert set(restarted) == set(rests) and restarted != rests  # the same postures, in another order
+    # They surround the emotion's pose, each a visible move from the others.
+    postures = np.array(sorted(set(rests)))
+    assert np.abs(postures.mean(axis=0) - TEMPLATES["neutral"][SWAY]).max() < 0.25
+    assert min(np.abs(postures[i] - postures[j]).max() for i in range(3) for j in range(i)) > 0.2
+
+
+def test_sway_with_no_postures_draws_every_target_afresh():
+    rests = resting_poses(make_animator(sway_micro_strength=0.0, sway_postures=0))
+    assert len(set(rests)) == len(rests) >= 20
+
+
 def test_sway_moves_to_new_targets_every_5_to_10_s_and_rests_in_between():
     animator = make_animator(sway_micro_strength=0.0)
     times = np.arange(0.0, 200.0, 0.1)

@@ -118,3 +118,23 @@ def test_a_restart_starts_with_the_characters_keyframes_and_exact_frames(real_po
     frame, meta = again.frame_at(100.0)
     assert again.keyframes_rendered == 0 and again.keyframes_loaded == 1 and meta["blend"] == [1.0]
     assert np.abs(frame.astype(int) - real_poser.render(shown).astype(int)).max() <= 1
+
+
+def test_a_keyframe_evicted_from_memory_comes_back_from_disk_instead_of_being_rendered_again(real_poser, tmp_path):
+    """Memory holds fewer keyframes than a character's sway needs; the disk holds them all. When the stream
+    comes back near an evicted keyframe, the worker reads it back (~10 ms) instead of rendering it (~0.6 s)."""
+    disk = KeyframeDisk(tmp_path, model="test")
+    shown = {"pose": pose(0.0)}
+    source = SmoothSource(real_poser, lambda t: shown["pose"], lambda: 0, lambda: 25.0, lambda: 100.0, disk=disk,
+                          max_keyframe_bytes=2 * 5 * 2 ** 20)
+    source.image_changed()
+    for head_y in (0.0, 0.8, -0.8):
+        source._make_keyframe(pose(head_y))
+    assert source.keyframes_rendered == 3 and len(source.keyframes) == 2 and source.keyframes.evicted == 1
+
+    source.scheduler.urgent_seen = source.animation.urgent()  # no command pending: the keyframe worker may work
+    assert source.scheduler.keyframe_jobs()  # the resting pose at head_y 0 is not served from memory
+    assert source.keyframes_rendered == 3 and source.keyframes_recalled == 1
+    frame, meta = source.frame_at(100.0)
+    assert meta["blend"] == [1.0]
+    assert np.abs(frame.astype(int) - real_poser.render(shown["pose"]).astype(int)).max() <= 1

@@ -60,10 +60,10 @@ class KeyframeDisk:
         return character_key(rgba, self.model)
 
     # -- writing ------------------------------------------------------------------------------------------
-    def save(self, character: str, number: int, pose: np.ndarray, outputs) -> None:
+    def save(self, character: str, number: int, pose: np.ndarray, outputs) -> Path | None:
         """Keep one keyframe of this character (outputs: a Keyframe's offset, colour change and alpha, half
-        precision); then trim to the budgets. A disk that cannot be written only costs the warm start:
-        logged, not raised."""
+        precision); then trim to the budgets. Returns its file (None: not written). A disk that cannot be
+        written only costs the warm start: logged, not raised."""
         offset, color, alpha = outputs
         folder = self.directory / character
         header = json.dumps({"format": FORMAT, "character": character, "model": self.model})
@@ -74,11 +74,14 @@ class KeyframeDisk:
                 np.savez(f, header=np.array(header), pose=np.asarray(pose, np.float32),
                          offset=offset.astype(np.float16), color=color.astype(np.float16),
                          alpha=alpha.astype(np.float16))
-            os.replace(temporary, folder / f"{number}-{time.time_ns()}.npz")
+            path = folder / f"{number}-{time.time_ns()}.npz"
+            os.replace(temporary, path)
             os.utime(folder)
             self._trim(folder)
+            return path
         except OSError as e:
             log.warning("could not keep a keyframe on disk in %s: %s", folder, e)
+            return None
 
     def _trim(self, folder: Path) -> None:
         files = sorted(folder.glob("*.npz"), key=_mtime)
@@ -119,6 +122,34 @@ class KeyframeDisk:
             self.refused += len(refused)
             log.warning("ignored %d keyframe file(s) of character %s: corrupt or written for another image or "
                         "model; removed: %s", len(refused), character, ", ".join(refused[:3]))
+
+    def poses(self, character: str) -> list[tuple[Path, np.ndarray]]:
+        """The character's keyframe files and their poses (only the pose is read; a bad file is refused
+        when it is read whole)."""
+        found = []
+        for path in (self.directory / character).glob("*.npz"):
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    pose = data["pose"]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                continue
+            if pose.shape == (P.NUM_PARAMS,):
+                found.append((path, pose.astype(np.float32)))
+        return found
+
+    def read(self, character: str, path: Path):
+        """One keyframe back, as load() gives them, or None (gone, or refused and removed with a log line)."""
+        try:
+            keyframe = self._read(path, character)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            self.refused += 1
+            path.unlink(missing_ok=True)
+            log.warning("ignored keyframe file %s of character %s: %s; removed", path.name, character, _short(e))
+            return None
+        os.utime(path)
+        return keyframe
 
     def _read(self, path: Path, character: str):
         with np.load(path, allow_pickle=False) as data:

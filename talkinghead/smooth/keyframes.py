@@ -102,6 +102,20 @@ class KeyframeStore:
         with self._lock:
             return interpolation.blend_weights(self._points, interpolation.point(base_pose)).error
 
+    def error_with(self, base_pose: np.ndarray, extra_pose: np.ndarray) -> float:
+        """error(base_pose) if a keyframe at extra_pose were added: whether one kept on disk would serve it."""
+        with self._lock:
+            points = np.vstack([self._points, interpolation.point(extra_pose)[None]])
+            return interpolation.blend_weights(points, interpolation.point(base_pose)).error
+
+    def holds(self, pose: np.ndarray) -> bool:
+        """A keyframe at this very pose is in the store."""
+        with self._lock:
+            if not len(self._points):
+                return False
+            offsets = self._points - interpolation.point(pose)
+            return bool(np.einsum("ij,ij->i", offsets, offsets).min() < interpolation.SAME)
+
     def add(self, keyframe: Keyframe) -> list[Keyframe]:
         """Keep this keyframe; returns the ones evicted to stay within max_bytes (never the new one)."""
         with self._lock:

@@ -41,6 +41,11 @@ MAX_ERROR = 0.3
 # 0.16, leaving MAX_ERROR room for a breath the keyframes do not span and a bend.
 SPAN = 0.8
 BEND = 0.2
+# Gaps a second: a pose moving faster than this is in a move (a sway or capture turn covers 2-5 gaps a
+# second; the idle jitter and a breath far less).
+MOVING = 0.5
+# Keyframes kept on disk, nearest first, looked at for one that serves a pose before a new one is rendered.
+RECALL_CANDIDATES = 3
 # Seconds: the keyframe worker looks this far ahead of the clock, so it renders a turn's keyframes during the
 # rest before it (the idle motion is known in advance; an event cuts it short).
 KEYFRAME_LOOKAHEAD = 6.0
@@ -80,7 +85,9 @@ class WorkScheduler:
     def __init__(self, animation: Animation, lock: threading.Condition, keyframes: KeyframeStore,
                  faces: FaceCache, *, make_face: Callable, render_keyframe: Callable,
                  face_made: Callable[[float, int, bytes], None], new_future: Callable[[], None],
-                 character: Callable[[], int], face_lookahead: float = 3.0):
+                 character: Callable[[], int], face_lookahead: float = 3.0,
+                 kept: Callable[[np.ndarray, int], list] = lambda pose, count: [],
+                 bring_back: Callable[[object], bool] = lambda kept: False):
         self.animation = animation
         self._lock = lock
         self.keyframes = keyframes
@@ -91,6 +98,9 @@ class WorkScheduler:
         self._new_future = new_future
         self._character = character
         self.face_lookahead = face_lookahead
+        self._kept = kept
+        self._bring_back = bring_back
+        self.needing: np.ndarray | None = None  # the coming pose the last next_keyframe() found not served
         self.keyframe_cost = 0.5  # seconds, a running estimate
         self.face_cost = 0.2  # seconds, the same for a face
         self.face_generation = -1  # the future the face worker last worked for
@@ -232,9 +242,20 @@ class WorkScheduler:
         pose = self.next_keyframe(self.animation.clock())
         if pose is None:
             return False
+        if self._recall(self.needing):
+            return True
         self._render_keyframe(pose)
         memory.release_free_memory()  # a keyframe's temporaries are ~200 MB; see talkinghead/memory.py
         return True
+
+    def _recall(self, pose: np.ndarray) -> bool:
+        """A keyframe kept on disk (evicted from memory) that would serve this pose, brought back instead of
+        a new one rendered: the sway's postures and the moves between them need more keyframes than memory
+        holds, and come back every few moves."""
+        for path, kept_pose in self._kept(pose, RECALL_CANDIDATES):
+            if self.keyframes.error_with(pose, kept_pose) <= MAX_ERROR:
+                return self._bring_back(path)
+        return False
 
     def next_keyframe(self, now: float) -> np.ndarray | None:
         """The (resting-face) pose of the next keyframe to render: the first coming frame, from the first one
@@ -251,7 +272,8 @@ class WorkScheduler:
         previous = None
         while tick <= last_tick:
             pose = self.animation.base_pose_at(tick * step)
-            if self.keyframes.error(pose) > MAX_ERROR:
+            if self._needs_keyframe(pose, previous, step):
+                self.needing = pose
                 self._covered = (future, tick)
                 self.covered_until = tick * step
                 for keyframe in (self._reach(pose, previous, tick, last_tick, step), pose):
@@ -266,6 +288,16 @@ class WorkScheduler:
             self._covered = (future, tick)
         self.covered_until = tick * step
         return None
+
+    def _needs_keyframe(self, pose: np.ndarray, previous: np.ndarray | None, step: float) -> bool:
+        """Whether the frame at `pose` would be served worse than MAX_ERROR. A frame in a move (faster than
+        MOVING) is served by keyframes at either end of a breath: a breath during a head turn does not show,
+        and keyframes along a move are then made once, not once per end of a breath."""
+        if self.keyframes.error(pose) <= MAX_ERROR:
+            return False
+        if previous is None or _distance(pose, previous) < MOVING * step:
+            return True
+        return all(self.keyframes.error(_breathing_at(pose, end)) > MAX_ERROR for end in (0.0, 1.0))
 
     def _reach(self, pose: np.ndarray, previous: np.ndarray | None, tick: int, last_tick: int,
                step: float) -> np.ndarray:
@@ -287,12 +319,19 @@ class WorkScheduler:
         """The pose with breathing at the nearer end of a breath (in or out), or the other end when the
         store has the nearer one already."""
         breathing = P.INDEX["breathing_index"]
-        ends = []
-        for value in sorted((0.0, 1.0), key=lambda v: abs(v - pose[breathing])):
-            end = np.array(pose, dtype=np.float32)
-            end[breathing] = value
-            ends.append(end)
+        ends = [_breathing_at(pose, value) for value in sorted((0.0, 1.0), key=lambda v: abs(v - pose[breathing]))]
         return ends[0] if self.keyframes.error(ends[0]) > 0.0 else ends[1]
+
+
+def _breathing_at(pose: np.ndarray, value: float) -> np.ndarray:
+    pose = np.array(pose, dtype=np.float32)
+    pose[P.INDEX["breathing_index"]] = value
+    return pose
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two poses are in the keyframe space, breathing left out."""
+    return float(np.linalg.norm(_unbreathing_point(a) - _unbreathing_point(b)))
 
 
 def _unbreathing_point(pose: np.ndarray) -> np.ndarray:
