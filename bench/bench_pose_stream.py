@@ -5,9 +5,10 @@
 Starts `server.py --enable-modules=classify,talkinghead` with an empty keyframe folder and prints:
 * warm-up: 10 s windows from the server's start (new character, nothing stored): the server's cores, distinct
   frames/s received, keyframes rendered, the largest gap between two distinct frames;
-* steady state, idle and talking (`--seconds` each), a new emotion and an old one, and idle and talking with
-  the sway off (a resting head): cores, parts/s and distinct frames/s, the 99th percentile and largest gap
-  between distinct frames, the keyframes rendered and stored;
+* steady state, idle and talking (`--seconds` each), a new emotion and an old one, idle with the sway drawing
+  every target afresh (sway_postures 0, as before postures), and idle and talking with the sway off (a
+  resting head): cores, parts/s and distinct frames/s, the 99th percentile and largest gap between distinct
+  frames, the keyframes rendered, read back from disk and stored;
 * exact stills: POST /api/talkinghead/render while the viewer watches (the first, then the median of 5);
 * memory: the server's RSS (both modules), the keyframes on disk;
 * warm starts: a restart with the same keyframe folder, and a reload of the character after another one:
@@ -58,16 +59,17 @@ def window(server: Server, viewer: Viewer, seconds: float) -> dict:
             "p99_gap_ms": 1000 * g[min(len(g) - 1, int(0.99 * len(g)))], "max_gap_ms": 1000 * g[-1],
             "rendered": stats["keyframes"]["rendered"] - stats0["keyframes"]["rendered"],
             "stored": stats["keyframes"]["stored"], "loaded": stats["keyframes"]["loaded_from_disk"],
+            "recalled": stats["keyframes"]["recalled_from_disk"] - stats0["keyframes"]["recalled_from_disk"],
             "keyframe_ms": stats.get("keyframe_ms")}
 
 
 def row(name: str, w: dict) -> str:
     return (f"| {name} | {w['cores']:.2f} | {w['parts']:.1f} | {w['distinct']:.1f} | {w['p99_gap_ms']:.0f} | "
-            f"{w['max_gap_ms']:.0f} | {w['rendered']} | {w['stored']} |")
+            f"{w['max_gap_ms']:.0f} | {w['rendered']} | {w['recalled']} | {w['stored']} |")
 
 
-HEADER = ("| phase | cores | parts/s | distinct/s | p99 gap ms | max gap ms | keyframes rendered | stored |\n"
-          "|---|---|---|---|---|---|---|---|")
+HEADER = ("| phase | cores | parts/s | distinct/s | p99 gap ms | max gap ms | keyframes rendered | read back from "
+          "disk | stored |\n|---|---|---|---|---|---|---|---|---|")
 
 
 def start(port: int, folder: Path) -> tuple[Server, Viewer, float]:
@@ -169,6 +171,11 @@ def main() -> int:
         print(HEADER)
         print(row("first 10 s after the restart", window(server, viewer, 10.0)), flush=True)
         print(row("next 10 s", window(server, viewer, 10.0)), flush=True)
+        # Last (its keyframes crowd the character's others on disk): the sway as it was before postures, a new
+        # random target every move, which the store rarely has the poses of.
+        server.post("/api/talkinghead/load_animator_settings", json={"sway_postures": 0})
+        print(row(f"idle, sway_postures 0 (every target new), {a.seconds:g} s", window(server, viewer, a.seconds)),
+              flush=True)
     finally:
         viewer.close()
         server.close()

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from talkinghead import cpu, emotions, encode, lipsync, pose as pose_mod
+from talkinghead import cpu, emotions, encode, lipsync, memory, pose as pose_mod
 from talkinghead.animator import Animator
 from talkinghead.image import load_character
 from talkinghead.renderer import Renderer
@@ -207,6 +207,7 @@ class TalkingHead:
         again later; the stream goes on from the keyframes it has) and start again after it."""
         with (self.source.workers_held() if self.source else contextlib.nullcontext()), self._poser_lock:
             rgba = self.poser.render(pose)
+        memory.release_free_memory()  # an exact render's temporaries are ~200 MB; see talkinghead/memory.py
         return encode.png(rgba)
 
     def emotion_pose(self, name: str) -> np.ndarray:

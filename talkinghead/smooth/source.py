@@ -151,7 +151,8 @@ class SmoothSource:
                              name="talkinghead-keyframes-load", daemon=True).start()
 
     def _load_keyframes(self, character_key: str, version: int) -> None:
-        """Bring the character's keyframes back from disk, most recently used first (its resting poses)."""
+        """Bring the character's keyframes back from disk, most recently used first (its resting poses), as
+        many as memory holds."""
         started = time.perf_counter()
         on_disk = dict(self.disk.poses(character_key))
         with self._lock:
@@ -159,10 +160,13 @@ class SmoothSource:
                 return
             self._on_disk.update(on_disk)
         for pose, outputs in self.disk.load(character_key):
+            keyframe = Keyframe(pose, version, *outputs)
             with self._lock:
                 if version != self._image_version:
                     return  # another character came meanwhile
-                self.keyframes.add(Keyframe(pose, version, *outputs))
+                if self.keyframes.nbytes + keyframe.nbytes > self.keyframes.max_bytes:
+                    break  # memory is full: the rest come back when the stream comes near them (_bring_back)
+                self.keyframes.add(keyframe)
                 self.keyframes_loaded += 1
                 self._lock.notify_all()
         if self.keyframes_loaded:
