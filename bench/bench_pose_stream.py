@@ -72,6 +72,14 @@ HEADER = ("| phase | cores | parts/s | distinct/s | p99 gap ms | max gap ms | ke
           "disk | stored |\n|---|---|---|---|---|---|---|---|---|")
 
 
+def peak_rss(pid: int) -> int:
+    """The process's largest resident size so far (VmHWM), bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def start(port: int, folder: Path) -> tuple[Server, Viewer, float]:
     started = time.monotonic()
     server = Server(port, ["--talkinghead-keyframes", str(folder)], modules="classify,talkinghead")
@@ -141,9 +149,12 @@ def main() -> int:
         print(f"| first | {1000 * times[0]:.0f} ms |\n"
               f"| then, median of 5 | {1000 * statistics.median(times[1:]):.0f} ms (max {1000 * max(times[1:]):.0f}) |")
 
+        time.sleep(6)  # the stills' temporaries are handed back within 5 s (talkinghead/memory.py)
         rss = psutil.Process(server.process.pid).memory_info().rss
+        peak = peak_rss(server.process.pid)
         disk = sum(f.stat().st_size for f in folder.rglob("*.npz"))
-        print(f"\n## Memory\n| server RSS (classify + talkinghead) | {rss / 2 ** 20:.0f} MB |\n"
+        print(f"\n## Memory\n| server RSS (classify + talkinghead) | {rss / 2 ** 20:.0f} MB (peak so far "
+              f"{peak / 2 ** 20:.0f} MB) |\n"
               f"| keyframes on disk | {disk / 2 ** 20:.0f} MB in {len(list(folder.rglob('*.npz')))} files |")
 
         print("\n## Reload of a character seen before (load lambda_01, then lambda_00 again)")

@@ -35,15 +35,36 @@ MIN_INTERVAL = 5.0  # seconds: a trim makes the next allocations fault their pag
 
 def release_free_memory() -> None:
     """Return the allocator's free pages to the OS (glibc; elsewhere nothing to do), at most every
-    MIN_INTERVAL seconds."""
+    MIN_INTERVAL seconds; a call within the interval is carried out once at its end (a burst of exact stills
+    leaves its temporaries behind otherwise)."""
     libc = _libc()
     if libc is None:
         return
     with _release_lock:
         now = time.monotonic()
-        if now - _last_release[0] < MIN_INTERVAL:
+        wait = _last_release[0] + MIN_INTERVAL - now
+        if wait > 0:
+            if not _pending[0]:
+                _pending[0] = True
+                timer = threading.Timer(wait, _deferred_release)
+                timer.daemon = True
+                timer.start()
             return
         _last_release[0] = now
+    _trim(libc)
+
+
+_pending = [False]  # a deferred release is scheduled (guarded by _release_lock)
+
+
+def _deferred_release() -> None:
+    with _release_lock:
+        _pending[0] = False
+        _last_release[0] = time.monotonic()
+    _trim(_libc())
+
+
+def _trim(libc) -> None:
     started = time.perf_counter()
     libc.malloc_trim(0)
     log.debug("malloc_trim took %.1f ms", (time.perf_counter() - started) * 1000)
