@@ -123,7 +123,7 @@ def main() -> int:
         readers.start()
         if not ready.wait(120):
             failures.append("not every reader had its first frame within 120 s")
-        extra = requests.get(server.base + path, timeout=30)  # the viewer past the cap
+        extra = requests.get(server.base + path, headers={"Connection": "close"}, timeout=30)  # past the cap
         extra_answer = f"{extra.status_code} {extra.text.strip()[:160]}"
         if extra.status_code != 503:
             failures.append(f"viewer {args.viewers + 1} got {extra_answer}")
