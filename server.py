@@ -1,4 +1,5 @@
-"""talkinghead-extras server: command line → Config → create_app(config) → waitress.
+"""talkinghead-extras server: command line → Config → create_app(config) → waitress (result_feed's sockets
+handed to one writer thread: modules/stream_server.py).
 
     python server.py --enable-modules=classify,talkinghead [--talkinghead-gpu] [--port 5100] [--listen] [--secure]
 """
@@ -17,28 +18,31 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 import modules
-from modules import limits, openapi, security
+from modules import limits, openapi, security, stream_server, viewers
 from modules.errors import ApiError
 from talkinghead import weights
 
 log = logging.getLogger("talkinghead-extras")
 
 # How much a response may have queued for a slow client before the thread writing it waits: waitress's own
-# queue (default 16 MB, spilled to a temporary file past 1 MB) and the kernel's send buffer (autotuned to
-# several MB on loopback). A result_feed viewer that cannot keep up then waits a few frames behind and is
-# sent the latest frame next, skipping the rest: a viewer reading 5 of 25 frames/s was sent frames 16 behind
-# the renderer instead of 43 (and growing) with the defaults (tests/test_stream_delivery.py).
-WAITRESS_QUEUE = {"outbuf_high_watermark": 1 << 20, "outbuf_overflow": 4 << 20}
+# queue (default 16 MB, spilled to a temporary file past 1 MB; result_feed's writer skips frames past the
+# same mark, stream_server.OUTBUF_HIGH) and the kernel's send buffer (autotuned to several MB on loopback). A
+# result_feed viewer that cannot keep up then waits a few frames behind and is sent the latest frame next,
+# skipping the rest: a viewer reading 5 of 25 frames/s was sent frames 16 behind the renderer instead of 43
+# (and growing) with the defaults (tests/test_stream_delivery.py).
+WAITRESS_QUEUE = {"outbuf_high_watermark": stream_server.OUTBUF_HIGH, "outbuf_overflow": 4 << 20}
 SOCKET_SEND_BUFFER = 1 << 18  # 256 KB: 25 MB/s at a 10 ms round trip, 8x a PNG stream's rate
 
 
 def make_server(app, **options):
-    """The waitress server for the app (not yet running: `.run()`), with the queues above."""
-    import waitress  # a production WSGI server: threaded, streams responses (result_feed)
+    """The waitress server for the app (not yet running: `.run()`), with the queues above; result_feed's
+    sockets go to `server.stream_writer` (one thread for every viewer), so viewers hold no request thread."""
+    import waitress  # a production WSGI server: threaded request handling, refuses big bodies unread
 
     body_limit = limits.waitress_options(app.config["MAX_CONTENT_LENGTH"])  # bigger bodies: 413, unread
     server = waitress.create_server(app, **WAITRESS_QUEUE, **body_limit, **options)
     limits.json_errors(server)
+    server.stream_writer = stream_server.serve_streams(server)
     server.adj.socket_options = [*server.adj.socket_options,
                                  (socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)]
     return server
@@ -58,6 +62,7 @@ class Config:
     talkinghead_models: str | None = None
     talkinghead_backend: str = "auto"
     talkinghead_idle_seconds: float = 5.0  # no viewer for this long: rendering stops (0: never)
+    talkinghead_max_viewers: int = viewers.DEFAULT_MAX_VIEWERS  # result_feed viewers at once; the next: 503
     talkinghead_mocap: str | None = None  # ifacialmocap[:PHONE_IP] or vmc[:PORT]: face capture drives the pose
     user_data: str | None = None  # the user's saved emotion templates; None: kept in memory only (tests)
     talkinghead_keyframes: str | None = None  # the CPU stream's keyframes per character; None: not kept (tests)
@@ -92,6 +97,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--talkinghead-idle-seconds", type=float, default=5.0, metavar="S",
                    help="stop rendering when no result_feed has been open for S seconds; the next viewer "
                         "resumes it (default 5; 0: never stop)")
+    p.add_argument("--talkinghead-max-viewers", type=int, default=viewers.DEFAULT_MAX_VIEWERS, metavar="N",
+                   help="result_feed streams open at once, all avatars together; the next viewer gets a 503 "
+                        f"(default {viewers.DEFAULT_MAX_VIEWERS})")
     p.add_argument("--talkinghead-mocap", default=None, metavar="SOURCE",
                    help="face capture drives the character: ifacialmocap[:PHONE_IP] (UDP 49983) or vmc[:PORT] "
                         "(OSC, default 39539); loopback only unless --listen")
@@ -110,6 +118,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         p.exit(2, f"error: {e}\n")
     if a.talkinghead_idle_seconds < 0:
         p.exit(2, "error: --talkinghead-idle-seconds must be 0 or more\n")
+    if a.talkinghead_max_viewers < 1:
+        p.exit(2, "error: --talkinghead-max-viewers must be 1 or more\n")
     if a.talkinghead_mocap:
         from talkinghead.mocap import MocapError, parse_spec
         try:
@@ -123,7 +133,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                   classification_model=a.classification_model, talkinghead_gpu=a.talkinghead_gpu,
                   talkinghead_model=a.talkinghead_model, talkinghead_models=a.talkinghead_models,
                   talkinghead_backend=a.talkinghead_backend, talkinghead_idle_seconds=a.talkinghead_idle_seconds,
-                  talkinghead_mocap=a.talkinghead_mocap, user_data=a.user_data,
+                  talkinghead_max_viewers=a.talkinghead_max_viewers, talkinghead_mocap=a.talkinghead_mocap, user_data=a.user_data,
                   talkinghead_keyframes=None if a.talkinghead_keyframes.lower() == "none" else a.talkinghead_keyframes)
 
 
@@ -199,14 +209,15 @@ def main(argv: list[str] | None = None) -> int:
               "cache to the data folder (data/, or TALKINGHEAD_DATA_DIR): make it writable", file=sys.stderr)
         return 1
     try:
-        server = make_server(app, host=host, port=config.port, threads=32, channel_timeout=30,
+        # API calls only (viewers hold no thread): room for a few slow ones (lipsync, load) beside quick ones.
+        server = make_server(app, host=host, port=config.port, threads=16, channel_timeout=30,
                              ident="talkinghead-extras")
     except OSError as e:  # the port taken since the check
         print(f"error: cannot listen on {host}:{config.port}: {e.strerror or e}", file=sys.stderr)
         return 1
     log.info("serving modules %s on http://%s:%d", ", ".join(config.modules) or "(none)", host, config.port)
-    # Each open result_feed holds a thread, so give the pool room for several viewers plus API calls.
-    server.run()
+    server.run()  # until Ctrl-C (SIGINT)
+    server.stream_writer.close()  # end the viewers' streams
     return 0
 
 

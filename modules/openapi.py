@@ -51,6 +51,8 @@ _WHY = {400: "a bad field, option or upload; the message says what to fix, nothi
         404: "no such file or path", 413: "the request body is over the limit (images and JSON 8 MB, /lipsync 32 MB: "
                                   "--max-content-length)",
         415: "the body is not JSON (Content-Type: application/json)",
+        503: "the server already streams to --talkinghead-max-viewers viewers (default 60, all streams together); "
+             "the message says the cap",
         500: "could not save (disk full, read-only folder); the saved file is unchanged"}
 
 
@@ -201,7 +203,7 @@ def full_document() -> dict:
             "the endless stream of frames: multipart/x-mixed-replace; boundary=frame, one PNG (RGBA) or JPEG per "
             "part, each new frame once, the last one again about once a second; no key needed",
             {"200": {"description": "the stream", "content": {"multipart/x-mixed-replace": {
-                "schema": {"type": "string", "format": "binary"}}}}, **_errors(400)},
+                "schema": {"type": "string", "format": "binary"}}}}, **_errors(400, 503)},
             tag=th, secured=False, parameters=[
                 {"name": "format", "in": "query", "required": False,
                  "schema": {"type": "string", "enum": ["png", "jpeg", "jpg"], "default": "png"}},

@@ -1,6 +1,7 @@
 """Where the server's CPU goes, by thread: the frame thread, the two smooth-stream workers, the viewers'
-threads (encoding and sending frames), and the rest (the backend's own inference threads, the HTTP server's
-loop, Python's). For /stats and the benchmarks: a figure to cut from needs to say whose it is."""
+threads (one per watched stream encoding its frames, one writing them to every viewer), the HTTP request
+threads, and the rest (the backend's own inference threads, the HTTP server's loop, Python's). For /stats and
+the benchmarks: a figure to cut from needs to say whose it is."""
 from __future__ import annotations
 
 import threading
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import psutil
 
-# Python thread name prefixes → group; threads the engine names itself, and waitress's request threads.
+# Python thread name prefixes → group; threads the engine and the stream writer name themselves, and waitress's
+# request threads.
 _GROUPS = (("talkinghead-render", "frame thread"), ("talkinghead-keyframes", "keyframe worker"),
-           ("talkinghead-faces", "face worker"), ("waitress", "HTTP threads (viewers)"))
+           ("talkinghead-faces", "face worker"), ("talkinghead-broadcast", "viewers: encoding"),
+           ("talkinghead-viewers", "viewers: sending"), ("waitress", "HTTP threads"))
 
 
 def cpu_seconds_by_thread() -> dict[str, float]:

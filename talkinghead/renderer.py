@@ -2,9 +2,10 @@
 
 One producer: the render thread asks the animator for the pose at the current wall-clock time, renders it
 and publishes it. Consumers (stream viewers) only read the latest frame; its encodings (PNG, JPEG over a
-background colour) are made once per frame by the viewer that asks first, on its own thread: the render
-thread keeps its time for the frames (on 2 cores a PNG encode is a quarter of a 25 FPS frame's budget), and
-nothing is encoded while nobody watches.
+background colour) are made once per frame by the consumer that asks first, on its own thread (the stream's
+broadcast thread, talkinghead.stream.Broadcast, or a viewer's): the render thread keeps its time for the
+frames (on 2 cores a PNG encode is a quarter of a 25 FPS frame's budget), and nothing is encoded while nobody
+watches.
 """
 from __future__ import annotations
 

@@ -12,6 +12,11 @@ slow for every frame gets the latest one when it is ready again (frames are skip
 never holds up the renderer or another viewer. When no new frame comes (paused, or a still character) the
 last one is re-sent about once a second, a keep-alive for proxies and for viewers that connect to a
 paused stream.
+
+Two ways to serve the same bytes: `frames()` is a generator a server thread iterates per viewer (any WSGI
+server, Flask's test client); `Broadcast` serves all of one stream's viewers from one thread, for a writer that
+holds their sockets (modules/stream_server.py: how server.py serves result_feed, so viewers hold no request
+thread).
 """
 from __future__ import annotations
 
@@ -44,12 +49,12 @@ class Viewers:
         self.on_change = on_change
 
     def __enter__(self):
-        self._change(+1)
+        self.change(+1)
 
     def __exit__(self, *exc):
-        self._change(-1)
+        self.change(-1)
 
-    def _change(self, delta: int) -> None:
+    def change(self, delta: int) -> None:
         with self._lock:
             self.count += delta
             count = self.count
@@ -61,7 +66,7 @@ def frames(slot: FrameSlot, viewers: Viewers, *, background: tuple[int, int, int
            keepalive: float = KEEPALIVE_S) -> Iterator[bytes]:
     """The stream's bytes: PNG parts, or JPEG over `background` when it is given. Ends when the client goes
     away (the server closes this generator)."""
-    head = part_head("image/png" if background is None else "image/jpeg")
+    head = first_head(background)
     with viewers:
         frame = slot.latest(timeout=FIRST_FRAME_TIMEOUT)
         if frame is None:
@@ -69,7 +74,7 @@ def frames(slot: FrameSlot, viewers: Viewers, *, background: tuple[int, int, int
             return
         yield head
         while True:
-            yield frame.encoded_as(("part", background), lambda: _part(frame, background, head))
+            yield part(frame, background)
             frame = slot.wait_newer(frame.seq, timeout=keepalive)  # the same frame again on a time-out
 
 
@@ -77,6 +82,67 @@ def _part(frame, background: tuple[int, int, int] | None, head: bytes) -> bytes:
     """A frame's bytes on the wire: its encoding and the next part's head, made once for all its viewers."""
     data = frame.png if background is None else frame.jpeg(background)
     return b"".join((data, b"\r\n", head))
+
+
+def first_head(background: tuple[int, int, int] | None) -> bytes:
+    """What a stream starts with: the first part's head (`frames()` yields it before the first frame)."""
+    return part_head("image/png" if background is None else "image/jpeg")
+
+
+def part(frame, background: tuple[int, int, int] | None) -> bytes:
+    """A frame's part as `frames()` yields it (its encoding, then the next part's head), cached on the frame."""
+    head = first_head(background)
+    return frame.encoded_as(("part", background), lambda: _part(frame, background, head))
+
+
+class Broadcast:
+    """One stream's viewers served from one thread (`talkinghead-broadcast`), the same bytes as `frames()`.
+
+    The thread waits for each new frame (or, after `keepalive` s without one, takes the last one again), makes
+    its part once for each format its viewers asked for, and calls `deliver(seq, parts, keepalive)` with
+    parts {background or None (PNG): bytes}; `deliver` hands them on (it must not block: a writer thread sends
+    them). `join(background)` / `leave(background)` count viewers, in `viewers` too (for stats and the idle
+    stop, as a viewer of `frames()` is counted); the thread runs while anyone has joined and ends within
+    `keepalive` s of the last leaving. Threads: the caller's for join/leave, this one's for deliver; `_lock`
+    guards the formats asked for and the thread handle.
+    """
+
+    def __init__(self, slot: FrameSlot, viewers: Viewers,
+                 deliver: Callable[[int, dict, bool], None], keepalive: float = KEEPALIVE_S):
+        self._slot, self._viewers, self._deliver, self._keepalive = slot, viewers, deliver, keepalive
+        self._lock = threading.Lock()
+        self._formats: dict[tuple[int, int, int] | None, int] = {}  # background → viewers that asked for it
+        self._thread: threading.Thread | None = None
+
+    def join(self, background: tuple[int, int, int] | None) -> None:
+        self._viewers.change(+1)
+        with self._lock:
+            self._formats[background] = self._formats.get(background, 0) + 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="talkinghead-broadcast", daemon=True)
+                self._thread.start()
+
+    def leave(self, background: tuple[int, int, int] | None) -> None:
+        with self._lock:
+            self._formats[background] -= 1
+            if not self._formats[background]:
+                del self._formats[background]
+        self._viewers.change(-1)
+
+    def _run(self) -> None:
+        seq = 0
+        while True:
+            frame = self._slot.wait_newer(seq, timeout=self._keepalive)
+            with self._lock:
+                if not self._formats:  # the last viewer left: a later join starts a new thread
+                    self._thread = None
+                    return
+                formats = list(self._formats)
+            if frame is None:  # no first frame yet
+                continue
+            parts = {background: part(frame, background) for background in formats}
+            self._deliver(frame.seq, parts, frame.seq == seq)
+            seq = frame.seq
 
 
 class PartReader:

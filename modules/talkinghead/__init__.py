@@ -82,12 +82,14 @@ def _apply_backend(poser, name: str, character) -> str:
 
 
 def setup(app, config) -> None:
-    from modules.talkinghead.routes import blueprint
+    from modules.talkinghead.routes import VIEWER_CAP, blueprint
+    from modules.viewers import DEFAULT_MAX_VIEWERS, ViewerCap
 
     if "talkinghead" not in app.extensions:  # tests may hand in an engine they share across apps
         engine = build_engine(config)
         app.extensions["talkinghead"] = engine
         atexit.register(engine.close)
+    app.extensions[VIEWER_CAP] = ViewerCap(getattr(config, "talkinghead_max_viewers", DEFAULT_MAX_VIEWERS))
     app.register_blueprint(blueprint)
     from modules.talkinghead import manual_poser_routes  # the manual poser page and its API
     manual_poser_routes.setup(app, config)

@@ -1,17 +1,19 @@
 """HTTP for the talkinghead engine: parse, validate, call the engine, shape the answer (api.md)."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
-
-from modules.errors import ApiError, bad_request, json_body
 import math
 
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from modules import viewers
+from modules.errors import ApiError, bad_request, json_body
 from talkinghead import encode, lipsync as lipsync_mod, pose as pose_mod, stream
 from talkinghead.emotions import TemplateError
 from talkinghead.image import ImageError
 from talkinghead.settings import SettingsError
 
 blueprint = Blueprint("talkinghead", __name__, url_prefix="/api/talkinghead")
+VIEWER_CAP = "talkinghead.viewer_cap"  # app.extensions key: the server's modules.viewers.ViewerCap
 
 
 def engine():
@@ -142,6 +144,13 @@ def load_animator_settings():
 
 @blueprint.get("/result_feed")
 def result_feed():
+    return stream_response(engine())
+
+
+def stream_response(source) -> Response:
+    """A result_feed answer for one stream `source` (anything with a FrameSlot `slot` and stream.Viewers
+    `viewers`: the engine, or one avatar), as the query asks: PNG, or JPEG over `bg`. Past the server's viewer
+    cap: 503. Served by server.py, the stream's socket leaves the request thread (modules/stream_server.py)."""
     fmt = request.args.get("format", "png").lower()
     if fmt not in ("png", "jpeg", "jpg"):
         raise bad_request(f"format must be png or jpeg, got {fmt!r}")
@@ -151,9 +160,8 @@ def result_feed():
             background = encode.parse_background(request.args.get("bg"))
         except ValueError as e:
             raise bad_request(str(e)) from None
-    th = engine()
-    parts = stream.frames(th.slot, th.viewers, background=background)
-    response = Response(parts, mimetype=stream.MIMETYPE, direct_passthrough=True)
+    body = viewers.StreamBody(source, background, current_app.extensions[VIEWER_CAP], request.environ)
+    response = Response(body, mimetype=stream.MIMETYPE, direct_passthrough=True)
     response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
     response.headers["X-Accel-Buffering"] = "no"
     return response
