@@ -117,7 +117,7 @@ def animation_poses(idle: int, talking: int, seed: int, start: float = 5.0) -> l
     """Consecutive 25 FPS poses of the real animator (default templates, neutral): `idle` frames from
     `start` (s; past the first emotion transition), then `talking` frames right after start_talking.
     Eyebrow/face values quantised like the engine's."""
-    from talkinghead.animator import Animator
+    from talkinghead.animation import Animator
     from talkinghead.emotions import load_default_templates
     from talkinghead.smooth import quantize_face
 

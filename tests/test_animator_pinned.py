@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkinghead.animator import Animator
+from talkinghead.animation import Animator
 from talkinghead.emotions import load_default_templates
 from talkinghead.lipsync import Track
 from talkinghead.settings import AnimatorSettings
