@@ -8,10 +8,11 @@ sway (sway.py) and the micro sway on it (micro_sway.py), a blink over the eyes (
 `set_templates`, `set_settings`) is an event: it snapshots what shows at its time t and starts the motions it
 changes from there, so the pose stays continuous; its event count keys the new motions' random numbers.
 
-Threads: commands come from the HTTP threads, `pose_at` from the frame thread and the smooth stream's workers
-(render-ahead). One lock, `Animator._lock` (an RLock), guards all of an Animator's state: every public method
-takes it, and the motion objects it holds are reached only through those methods (they are not thread-safe:
-they are drawn lazily and cached, so even `pose_at` changes them). Nothing here calls out while holding it.
+Threads: through the engine, commands come from the HTTP threads and `pose_at` from the frame thread and the
+smooth stream's workers (render-ahead). One lock, `Animator._lock` (an RLock), guards all of an Animator's
+state: every public method takes it, and the motion objects it holds are reached only through those methods
+(they are not thread-safe: they are drawn lazily and cached, so even `pose_at` changes them). Nothing here
+calls out of the package while holding it, so no other lock is ever taken under it.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ per tick; in confusion the pause is skipped for a while (rapid blinking). The st
 random numbers, so they are the same whenever asked.
 
 Threads: not thread-safe on its own. It belongs to one Animator and is used only under that Animator's RLock
-(talkinghead/animation/animator.py): it is drawn lazily and cached, so even reading a pose changes it.
+(talkinghead/animation/animator.py): it is drawn lazily and cached, so even reading it changes it.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The mouth: the five vowel morphs, as the emotion has them, or talking (random speech or a lip-sync track)
 over them, with what was showing at the last talk event fading out so the mouth never jumps.
 
-Threads: not thread-safe on its own. It belongs to one Animator and is used only under that Animator's RLock
-(talkinghead/animation/animator.py): it is drawn lazily and cached, so even reading a pose changes it.
+Threads: a Mouth never changes after it is made, but the random Speech it holds grows as it is read; the
+Animator replaces and reads it only under its RLock (talkinghead/animation/animator.py).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 and then a breath), each syllable an open-close of the mouth with its own vowel shape.
 
 Threads: not thread-safe on its own. It belongs to one Animator and is used only under that Animator's RLock
-(talkinghead/animation/animator.py): it is drawn lazily and cached, so even reading a pose changes it.
+(talkinghead/animation/animator.py): it is drawn lazily and cached, so even reading it changes it.
 """
 from __future__ import annotations
 

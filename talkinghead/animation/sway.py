@@ -5,8 +5,9 @@ A target every U(sway_interval_min, sway_interval_max) s, followed by a critical
 head never jumps in position or speed. The targets are `sway_postures` fixed postures per emotion, the same
 after a restart (their own fixed seed), or with 0 postures fresh random points.
 
-Threads: not thread-safe on its own. It belongs to one Animator and is used only under that Animator's RLock
-(talkinghead/animation/animator.py): it is drawn lazily and cached, so even reading a pose changes it. `posture` is pure.
+Threads: `posture` is pure. A SwayTrack is not thread-safe: it belongs to one Animator and is used only under
+that Animator's RLock (talkinghead/animation/animator.py); its segments are drawn lazily and cached, so even
+reading a position changes it.
 """
 from __future__ import annotations
 

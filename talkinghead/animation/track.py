@@ -21,6 +21,7 @@ class MouthTrack(Protocol):
     def at(self, t: float) -> tuple[float, np.ndarray]:
         """(openness 0..1, weights of aaa/iii/uuu/eee/ooo) t s into the track."""
 
+
 # A lip-sync vowel weight below this share (after sharpening) is left out: the mouth takes one or two clear
 # shapes rather than a blur of five (and the smooth stream has fewer distinct faces to make ahead).
 _TRACK_MIN_WEIGHT = 0.4
