@@ -1,7 +1,7 @@
 """Lip-sync analysis: how fast a clip is analysed per format, how well vowels and lip closures are read in
 Festival's voices (recorded speakers), and sustained vowels per espeak-ng voice.
 
-    python bench/bench_lipsync_analysis.py [--seconds 10] [--runs 7] [--skip-speed] [--skip-vowels]
+    python -m bench.bench_lipsync_analysis [--seconds 10] [--runs 7] [--skip-speed] [--skip-vowels]
                                            [--skip-festival] [--fit [VOICE ...]]
 
 Speed: a ~10 s espeak-ng sentence converted by ffmpeg to each format; the median over --runs of
@@ -32,15 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from talkinghead import lipsync  # noqa: E402
-from talkinghead.lipsync import spectra  # noqa: E402
-from talkinghead.lipsync.lpc import formants, levinson  # noqa: E402
-from talkinghead.lipsync.openness import loudness_and_voicing  # noqa: E402
-from talkinghead.lipsync.vowels import speaker_placed  # noqa: E402
-import synth  # noqa: E402  (Festival speech and its scoring, shared with the tests)
+from talkinghead import lipsync
+from talkinghead.lipsync import spectra
+from talkinghead.lipsync.lpc import formants, levinson
+from talkinghead.lipsync.openness import loudness_and_voicing
+from talkinghead.lipsync.vowels import speaker_placed
+from tests import synth  # Festival speech and its scoring, shared with the tests
 
 SENTENCE = ("Good evening! I have been waiting for you all day. Shall we go for a walk by the river, "
             "or would you rather stay here and tell me about your journey? ")

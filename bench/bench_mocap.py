@@ -1,6 +1,6 @@
 """The puppeteer as a user sees it, on this CPU: the real server in smooth mode driven by VMC head turns.
 
-    python bench/bench_mocap.py [--source vmc|ifacialmocap] [--steps 10] [--hold 2.5] [--continuous 10]
+    python -m bench.bench_mocap [--source vmc|ifacialmocap] [--steps 10] [--hold 2.5] [--continuous 10]
                                 [--port 5197] [--vmc-port 39597]
 
 Starts `server.py --enable-modules=talkinghead --talkinghead-mocap vmc:PORT` (or `ifacialmocap`: the phone's
@@ -36,12 +36,10 @@ from PIL import Image
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.bench_delivery import Server
+from talkinghead.stream import PartReader
 
-from bench_delivery import Server  # noqa: E402
-from talkinghead.stream import PartReader  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def head_bundle(yaw: float, roll: float = 0.0) -> bytes:
