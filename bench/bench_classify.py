@@ -1,6 +1,6 @@
 """How fast does the classifier start and answer, and how often is it right? (CPU by default)
 
-    .venv/bin/python bench/bench_classify.py [--model ID_OR_PATH] [--device cpu|cuda]
+    .venv/bin/python -m bench.bench_classify [--model ID_OR_PATH] [--device cpu|cuda]
 
 Built-in: load time cold (empty head cache: embed the training set and fit the head) and warm (head from the
 cache), each in a fresh Python process as a server start sees them; then each held-out message classified one
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 HELDOUT = ROOT / "tests" / "data" / "classify_heldout.jsonl"
 
 
@@ -33,8 +32,8 @@ def timed(function, *args, **kwargs):
 def load_in_fresh_process(cache_dir: Path, device: str) -> dict:
     """{"import": s, "load": s} for the built-in classifier, measured in a new Python process (as a server start
     pays it: nothing imported, nothing in memory)."""
-    command = [sys.executable, __file__, "--load-only", str(cache_dir), "--device", device]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    command = [sys.executable, "-m", "bench.bench_classify", "--load-only", str(cache_dir), "--device", device]
+    output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 

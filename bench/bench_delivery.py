@@ -2,7 +2,7 @@
 (1 and 20 PNG viewers), the longest waits between them, the cold start, the server's CPU with one viewer and with
 none, idle and talking.
 
-    python bench/bench_delivery.py [--seconds 20] [--warmup 30] [--viewers 20] [--port 0]
+    python -m bench.bench_delivery [--seconds 20] [--warmup 30] [--viewers 20] [--port 0]
                                    [--visible-levels 8] [--visible-pixels 20] [-- SERVER ARGS]
 
 Starts `server.py --enable-modules=talkinghead` (the README's server, on the CPU in smooth mode), waits for it,
@@ -23,7 +23,6 @@ import hashlib
 import io
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -34,10 +33,10 @@ import numpy as np
 import requests
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import free_port
+from talkinghead.stream import PartReader
 
-from talkinghead.stream import PartReader  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Viewer(threading.Thread):
@@ -169,12 +168,6 @@ def measure(server: Server, viewers: list[Viewer], seconds: float) -> dict:
         visible = {"fps": len(times) / (t1 - t0), **gap_figures(times, t0, t1)}
     return {"cores": (cpu1 - cpu0) / (t1 - t0), "render_fps": stats["render_fps"], "by_thread": by_thread,
             "parts": [p for p, _ in rates], "distinct": [d for _, d in rates], "gaps": gaps, "visible": visible}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """THA3 on CUDA: is the --talkinghead-gpu path right, and how many frames per second at 512²?
 
-    python bench/bench_gpu.py [--frames 300] [--compile]
+    python -m bench.bench_gpu [--frames 300] [--compile]
 
 Checks separable_half (fp16, the GPU default) against separable_float on the CPU for a few random poses (max,
 99.9th percentile and mean frame difference, each named), then times full frames (pose in, uint8 RGBA frame on
@@ -18,11 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from talkinghead import weights  # noqa: E402
-from talkinghead.image import load_character  # noqa: E402
-from talkinghead.tha3.poser import Poser  # noqa: E402
+from talkinghead import weights
+from talkinghead.image import load_character
+from talkinghead.tha3.poser import Poser
 
 
 def random_poses(n: int, seed: int = 0) -> list[np.ndarray]:

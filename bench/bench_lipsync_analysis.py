@@ -1,7 +1,7 @@
 """Lip-sync analysis: how fast a clip is analysed per format, how well vowels and lip closures are read in
 Festival's voices (recorded speakers), and sustained vowels per espeak-ng voice.
 
-    python bench/bench_lipsync_analysis.py [--seconds 10] [--runs 7] [--skip-speed] [--skip-vowels]
+    python -m bench.bench_lipsync_analysis [--seconds 10] [--runs 7] [--skip-speed] [--skip-vowels]
                                            [--skip-festival] [--fit [VOICE ...]]
 
 Speed: a ~10 s espeak-ng sentence converted by ffmpeg to each format; the median over --runs of
@@ -32,11 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from talkinghead import lipsync  # noqa: E402
-import synth  # noqa: E402  (Festival speech and its scoring, shared with the tests)
+from talkinghead import lipsync
+from talkinghead.lipsync import spectra
+from talkinghead.lipsync.lpc import formants, levinson
+from talkinghead.lipsync.openness import loudness_and_voicing
+from talkinghead.lipsync.vowels import speaker_placed
+from tests import synth  # Festival speech and its scoring, shared with the tests
 
 SENTENCE = ("Good evening! I have been waiting for you all day. Shall we go for a walk by the river, "
             "or would you rather stay here and tell me about your journey? ")
@@ -152,7 +153,8 @@ def bench_festival() -> None:
 
 def fit_prototypes(voices: list[str]) -> None:
     """Print the per-clip (Lobanov) vowel prototypes fitted on `voices`: per vowel, the mean over the voices of
-    the median z-score (Bark F1, F2) of its segments' middle halves (the analyser's _CLIP_PROTOTYPES)."""
+    the median z-score (Bark F1, F2) of its segments' middle halves (_CLIP_PROTOTYPES in
+    talkinghead/lipsync/vowels.py)."""
     per_voice = []
     with tempfile.TemporaryDirectory() as tmp:
         for label in voices:
@@ -172,7 +174,8 @@ def fit_prototypes(voices: list[str]) -> None:
                         z_by_vowel[expected].append(np.median(inside, axis=0))
             per_voice.append([np.median(z_by_vowel[name], axis=0) for name in lipsync.VOWELS])
     fitted = np.mean(per_voice, axis=0)
-    print(f"_CLIP_PROTOTYPES fitted on {', '.join(voices)} (order {', '.join(lipsync.VOWELS)}):")
+    print(f"_CLIP_PROTOTYPES (talkinghead/lipsync/vowels.py) fitted on {', '.join(voices)} "
+          f"(order {', '.join(lipsync.VOWELS)}):")
     print(np.array2string(np.round(fitted, 2), separator=", "))
 
 
@@ -181,10 +184,10 @@ def clip_z_scores(wav: bytes) -> tuple[np.ndarray | None, np.ndarray]:
     and which frames are voiced, as the analyser computes them."""
     samples, rate = lipsync.decode(wav, lipsync.ANALYSIS_RATE)
     n = int(len(samples) / rate * 1000 // lipsync.FRAME_MS) + 1
-    power = lipsync._power_spectra(lipsync._frames(samples, n))
-    raw_open, voiced = lipsync._loudness_and_voicing(power)
-    f1, f2 = lipsync._formants(lipsync._levinson((power[voiced] * lipsync._PRE_EMPHASIS_GAIN) @ lipsync._COSINES))
-    placed = lipsync._speaker_placed(f1, f2, raw_open[voiced])
+    power = spectra.power_spectra(spectra.frames(samples, n))
+    raw_open, voiced = loudness_and_voicing(power)
+    f1, f2 = formants(levinson((power[voiced] * spectra.PRE_EMPHASIS_GAIN) @ spectra.COSINES))
+    placed = speaker_placed(f1, f2, raw_open[voiced])
     if placed is None:
         return None, voiced
     z = np.full((n, 2), np.nan)

@@ -1,7 +1,7 @@
 """Lip-sync on the stream, on this CPU: how soon the mouth opens after a /lipsync request, as a viewer of the
 real server receives it over HTTP, and how close lip-synced frames are to the exact render of their pose.
 
-    python bench/bench_lipsync_stream.py [--seconds 20] [--voice en] [--port 5197] [--skip-http]
+    python -m bench.bench_lipsync_stream [--seconds 20] [--voice en] [--port 5197] [--skip-http]
 
 1. Over HTTP (a real `server.py` process, one PNG viewer of result_feed): POST /lipsync with speech that opens
    the mouth at once (a vowel, espeak-ng), then the time until the viewer receives the first frame whose mouth
@@ -31,12 +31,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.bench_delivery import Server, Viewer, gap_figures
+from bench.bench_stream import Sampler, quality
+from bench.common import free_port
 
-from bench_delivery import Server, Viewer, free_port, gap_figures  # noqa: E402
-from bench_stream import Sampler, quality  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MOUTH = (slice(155, 195), slice(232, 282))  # lambda_00's mouth in the 512 frame
 OPEN_LEVELS = 1.0  # mean change of the mouth region: "aaa" half open moves it ~1.3, breathing ~0.3

@@ -1,6 +1,6 @@
 """The puppeteer as a user sees it, on this CPU: the real server in smooth mode driven by VMC head turns.
 
-    python bench/bench_mocap.py [--source vmc|ifacialmocap] [--steps 10] [--hold 2.5] [--continuous 10]
+    python -m bench.bench_mocap [--source vmc|ifacialmocap] [--steps 10] [--hold 2.5] [--continuous 10]
                                 [--port 5197] [--vmc-port 39597]
 
 Starts `server.py --enable-modules=talkinghead --talkinghead-mocap vmc:PORT` (or `ifacialmocap`: the phone's
@@ -33,36 +33,12 @@ from pathlib import Path
 import numpy as np
 import requests
 from PIL import Image
-from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-from pythonosc.osc_message_builder import OscMessageBuilder
+
+from bench.bench_delivery import Server
+from talkinghead.stream import PartReader
+from tests.network import vmc_head_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_delivery import Server  # noqa: E402
-from talkinghead.stream import PartReader  # noqa: E402
-
-
-def head_bundle(yaw: float, roll: float = 0.0) -> bytes:
-    """A VMC bundle: Neck at rest, Head turned yaw then rolled (degrees), plus an empty blend Apply."""
-    y, r = math.radians(yaw) / 2, math.radians(roll) / 2
-    qy = (0.0, math.sin(y), 0.0, math.cos(y))
-    qz = (0.0, 0.0, math.sin(r), math.cos(r))
-    # qy · qz
-    ax, ay, az, aw = qy
-    bx, by, bz, bw = qz
-    q = (aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
-         aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz)
-    bundle = OscBundleBuilder(IMMEDIATELY)
-    for bone, rot in (("Neck", (0.0, 0.0, 0.0, 1.0)), ("Head", q)):
-        m = OscMessageBuilder("/VMC/Ext/Bone/Pos")
-        m.add_arg(bone)
-        for v in (0.0, 0.0, 0.0, *rot):
-            m.add_arg(float(v))
-        bundle.add_content(m.build())
-    bundle.add_content(OscMessageBuilder("/VMC/Ext/Blend/Apply").build())
-    return bundle.build().dgram
 
 
 class Viewer:
@@ -105,7 +81,7 @@ def ifacialmocap_packet(yaw: float, roll: float = 0.0) -> bytes:
     return f"=head#0.0000,{yaw:.4f},{roll:.4f},0.0000,0.0000,0.0000|rightEye#0.0,0.0,0.0|leftEye#0.0,0.0,0.0|".encode()
 
 
-def send_for(sock, address, seconds: float, yaw_at, roll_at=lambda t: 0.0, packet=head_bundle) -> float:
+def send_for(sock, address, seconds: float, yaw_at, roll_at=lambda t: 0.0, packet=vmc_head_bundle) -> float:
     """Send at 30 Hz for `seconds`; returns the time of the first packet."""
     start = time.monotonic()
     n = 0
@@ -142,7 +118,7 @@ def main() -> int:
         viewer = Viewer(f"{base}/api/talkinghead/result_feed?format=jpeg&bg=808080")
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         address = ("127.0.0.1", a.vmc_port if a.source == "vmc" else 49983)
-        packet = head_bundle if a.source == "vmc" else ifacialmocap_packet
+        packet = vmc_head_bundle if a.source == "vmc" else ifacialmocap_packet
         send = lambda seconds, yaw_at, roll_at=lambda t: 0.0: send_for(  # noqa: E731
             sock, address, seconds, yaw_at, roll_at, packet)
 

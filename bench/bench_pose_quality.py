@@ -2,7 +2,7 @@
 nothing stored), talking, face capture (head steps and a continuous turn), and within a second of the head
 coming to rest.
 
-    python bench/bench_pose_quality.py [--idle 60] [--talking 30] [--steps 10] [--hold 2.5] [--turn 10]
+    python -m bench.bench_pose_quality [--idle 60] [--talking 30] [--steps 10] [--hold 2.5] [--turn 10]
                                        [--every 5] [--seed 7]
 
 The real engine (smooth mode, as the server runs it on a CPU) in this process; frames are read from the slot
@@ -28,15 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_stream import new_frames, over_grey, psnr  # noqa: E402
-from talkinghead import pose as P  # noqa: E402
-from talkinghead import smooth, weights  # noqa: E402
-from talkinghead.engine import TalkingHead  # noqa: E402
-from talkinghead.image import load_character  # noqa: E402
-from talkinghead.tha3.poser import Poser  # noqa: E402
+from bench.bench_stream import new_frames, over_grey, psnr
+from talkinghead import pose as P
+from talkinghead import smooth, weights
+from talkinghead.engine import TalkingHead
+from talkinghead.image import load_character
+from talkinghead.tha3.poser import Poser
 
 FACE = (slice(32, 224), slice(160, 352))
 HEAD_Y, NECK_Z, BODY_Y, BODY_Z = (P.INDEX[n] for n in ("head_y_index", "neck_z_index", "body_y_index",

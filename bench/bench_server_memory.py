@@ -1,7 +1,7 @@
 """Peak memory of the real server, as a SillyTavern user runs it: classify + talkinghead on the CPU, one
 viewer on the stream, chat messages classified, emotions set, the character talking.
 
-    python bench/bench_server_memory.py [--seconds 60]
+    python -m bench.bench_server_memory [--seconds 60]
 
 Starts `server.py --enable-modules=classify,talkinghead` on a free loopback port, drives it over HTTP, and
 reads the server process's VmHWM (peak resident set) and VmRSS from /proc (Linux only).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from common import free_port  # bench/common.py
+from bench.common import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = ["I love this so much!", "Why would you do that to me?", "That is really sad news.",

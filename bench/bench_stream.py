@@ -1,7 +1,7 @@
 """The stream as a viewer sees it, on this CPU: distinct frames per second, how close each delivered frame is
 to the exact render of the pose it shows, how fast events show, time to the first frame, peak memory.
 
-    python bench/bench_stream.py [--seconds 30] [--backend auto] [--sample-every 5] [--list-below DB]
+    python -m bench.bench_stream [--seconds 30] [--backend auto] [--sample-every 5] [--list-below DB]
                                  [--busy-cores N] [--visible-levels 8] [--visible-pixels 20]
 
 Runs the real engine (smooth mode, as the server does on a CPU) in this process with the classifier loaded
@@ -27,20 +27,14 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from talkinghead import backends, weights  # noqa: E402
-from talkinghead.engine import TalkingHead  # noqa: E402
-from talkinghead import smooth  # noqa: E402
-from talkinghead.image import load_character  # noqa: E402
-from talkinghead.tha3.poser import Poser  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_delivery import Viewer  # noqa: E402
+from bench.bench_delivery import Viewer, gap_figures
+from talkinghead import backends, smooth, weights
+from talkinghead.engine import TalkingHead
+from talkinghead.image import load_character
+from talkinghead.tha3.poser import Poser
 
 FACE = (slice(32, 224), slice(160, 352))
 # For the event latencies: idle motion that moves the face off (breathing stays).
@@ -172,8 +166,6 @@ def event_latency(viewer, command, levels: int, pixels: int) -> float:
 
 def http_figures(viewer, t0: float, t1: float, levels: int, pixels: int) -> dict:
     """What the HTTP viewer received in [t0, t1): distinct and visible frames/s, and the gaps between them."""
-    from bench_delivery import gap_figures
-
     times, before = [], None
     distinct = viewer.distinct_times(t0, t1)
     for t, _, face in list(viewer.parts):

@@ -1,7 +1,7 @@
 """Many viewers and the API at once, over HTTP from a real server process: does the API still answer, is the
 viewer past the cap refused, does everything come back when the viewers leave?
 
-    python bench/bench_viewers.py [--viewers 60] [--seconds 60] [--format jpeg|png] [--pause 0.1] [--port 0]
+    python -m bench.bench_viewers [--viewers 60] [--seconds 60] [--format jpeg|png] [--pause 0.1] [--port 0]
                                   [-- SERVER ARGS]
 
 Starts `server.py --enable-modules=classify,talkinghead --talkinghead-max-viewers=VIEWERS`, warms it up (a
@@ -27,9 +27,8 @@ import time
 
 import requests
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_delivery import Server, cpu_seconds  # noqa: E402  (bench/bench_delivery.py)
-from common import free_port  # noqa: E402
+from bench.bench_delivery import Server, cpu_seconds
+from bench.common import free_port
 
 BOUNDARY = b"--frame\r\n"
 EMOTIONS = ["joy", "anger", "sadness", "surprise", "neutral", "curiosity"]

@@ -1,12 +1,7 @@
-"""What the benchmarks share. A bench runs as a script (`python bench/NAME.py`), so its folder is on sys.path:
-`from common import free_port`."""
+"""What the benchmarks share: `from bench.common import free_port`. (A bench runs from the repository root as
+`python -m bench.NAME`, so `bench`, `tests` and the server's own packages import as they are.)"""
 from __future__ import annotations
 
-import socket
+from tests.network import free_port  # the tests' helper, so there is one copy
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on loopback that nothing uses now: TCP, or UDP with socket.SOCK_DGRAM."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port"]

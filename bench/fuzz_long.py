@@ -1,7 +1,7 @@
 """Long fuzzing run: every route of /api/openapi.json (schemathesis, valid and invalid requests), any JSON to
 the JSON routes (hypothesis) and odd result_feed queries, on the fake engine, with fresh random seeds.
 
-    .venv/bin/python bench/fuzz_long.py [--minutes 10] [--examples 300]
+    .venv/bin/python -m bench.fuzz_long [--minutes 10] [--examples 300]
 
 Rounds of `--examples` cases per route and mode, until `--minutes` pass; stops at the first problem (a 5xx, a
 stack trace or internal repr in a body, an error that is not JSON, a status the document does not list, a dead
@@ -13,12 +13,9 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests import fuzzing  # noqa: E402
-from tests.full_app import full_app  # noqa: E402
+from tests import fuzzing
+from tests.full_app import full_app
 
 
 def main() -> int:

@@ -5,7 +5,7 @@ set -u
 out=${OUT:-/tmp/gpu-check}; mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 nvidia-smi -L
-python3 bench/bench_gpu.py --frames 300 2>&1 | tee "$out/bench_gpu.txt"
+python3 -m bench.bench_gpu --frames 300 2>&1 | tee "$out/bench_gpu.txt"
 python3 server.py --enable-modules=talkinghead --talkinghead-gpu --port 5190 > "$out/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 60); do curl -sf localhost:5190/api/modules >/dev/null && break; sleep 1; done
@@ -36,4 +36,4 @@ curl -s -X POST -H 'Content-Type: application/json' -d '{"emotion_name":"joy"}' 
 kill $pid; wait $pid 2>/dev/null
 tail -5 "$out/server.log"
 rm -f "$out/feed.bin"
-timeout 400 python3 bench/bench_gpu.py --frames 300 --compile 2>&1 | tail -9 | tee "$out/bench_gpu_compile.txt"
+timeout 400 python3 -m bench.bench_gpu --frames 300 --compile 2>&1 | tail -9 | tee "$out/bench_gpu_compile.txt"

@@ -1,6 +1,6 @@
 """Where an exported THA3 network spends its time in OpenVINO: per layer type and kernel, on this CPU.
 
-    python bench/profile_openvino.py [editor|two_algo_face_body_rotator|face_morpher|...] [--threads 2]
+    python -m bench.profile_openvino [editor|two_algo_face_body_rotator|face_morpher|...] [--threads 2]
 
 Takes the network's export as the server makes it (same rewrites; from data/cache/backends when there),
 compiles it with the server's settings plus profiling, runs it on random inputs, and prints the mean ms
@@ -12,18 +12,15 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
-from pathlib import Path
 
 import numpy as np
 import openvino as ov
 import openvino.properties as props
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from talkinghead import backends, weights  # noqa: E402
-from talkinghead.backends.export import export_onnx  # noqa: E402
-from talkinghead.backends.openvino_backend import EXPORT_REWRITES, compile_config  # noqa: E402
-from talkinghead.tha3.poser import Poser  # noqa: E402
+from talkinghead import backends, weights
+from talkinghead.backends.export import export_onnx
+from talkinghead.backends.openvino_backend import EXPORT_REWRITES, compile_config
+from talkinghead.tha3.poser import Poser
 
 RUNS = 5
 

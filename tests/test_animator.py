@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from talkinghead import pose
-from talkinghead.animator import TICK, Animator
+from talkinghead.animation import TICK, Animator
 from talkinghead.emotions import load_default_templates
 from talkinghead.settings import SWAYABLE_MORPHS, VOWEL_MORPHS, AnimatorSettings, SettingsError
 
@@ -375,11 +375,12 @@ def test_a_track_drives_the_vowels_in_sync_with_the_clock():
 
 @pytest.mark.parametrize("probability", [5e-324, 1e-300, 1e-17])
 def test_a_vanishing_blink_chance_means_no_blinks_not_a_failure(probability):
-    from talkinghead.animator import KeyedRandom, _BlinkSchedule
+    from talkinghead.animation import KeyedRandom
+    from talkinghead.animation.blink import BlinkSchedule
 
     settings = AnimatorSettings()
     object.__setattr__(settings, "blink_probability", probability)  # below what load_animator_settings takes
-    schedule = _BlinkSchedule(KeyedRandom(1), 0, 0.0, None, -math.inf, settings)
+    schedule = BlinkSchedule(KeyedRandom(1), 0, 0.0, None, -math.inf, settings)
     assert schedule.closure(100.0) == 0.0 and schedule.starts_between(0.0, 1000.0) == []
 
 

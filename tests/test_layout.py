@@ -114,7 +114,7 @@ def test_every_folder_and_engine_module_is_in_the_layout():
             assert f"{path.name}/" in entries["talkinghead/"], f"README Layout: talkinghead/{path.name}/ missing"
         elif path.suffix == ".py" and path.name != "__init__.py":
             assert re.search(rf"\b{re.escape(path.name)}\b", engine), f"README Layout: talkinghead/{path.name} missing"
-    for package in ("smooth", "mocap"):
+    for package in ("animation", "lipsync", "smooth", "mocap"):
         for path in sorted((REPO / "talkinghead" / package).glob("*.py")):
             if path.name != "__init__.py":
                 assert re.search(rf"\b{re.escape(path.name)}\b", engine), \

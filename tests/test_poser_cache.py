@@ -177,7 +177,7 @@ def test_caching_off_runs_every_stage(fresh):
 
 def animation(frames: int) -> list[np.ndarray]:
     """Consecutive 25 FPS poses of the animator, idle then talking, face values quantised like the engine's."""
-    from talkinghead.animator import Animator
+    from talkinghead.animation import Animator
     from talkinghead.emotions import load_default_templates
     from talkinghead.smooth import quantize_face
 

@@ -30,7 +30,7 @@ import pytest
 import requests
 from PIL import Image
 
-from network import free_port
+from network import free_port, vmc_head_bundle
 from talkinghead.smooth import MAX_ERROR
 from talkinghead.stream import PartReader
 
@@ -165,7 +165,7 @@ class Server:
         """VMC bundles (Neck at rest, Head turned by yaw_at(t) degrees) at 30 Hz for `seconds`."""
         start, n = time.monotonic(), 0
         while (t := time.monotonic() - start) < seconds:
-            self.vmc.sendto(head_bundle(yaw_at(t)), ("127.0.0.1", self.vmc_port))
+            self.vmc.sendto(vmc_head_bundle(yaw_at(t)), ("127.0.0.1", self.vmc_port))
             n += 1
             time.sleep(max(0.0, start + n / 30 - time.monotonic()))
 
@@ -177,23 +177,6 @@ class Server:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-
-
-def head_bundle(yaw: float) -> bytes:
-    """A VMC bundle: Neck at rest, Head turned `yaw` degrees about Unity's up axis, then Blend/Apply."""
-    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-    from pythonosc.osc_message_builder import OscMessageBuilder
-
-    half = math.radians(yaw) / 2
-    bundle = OscBundleBuilder(IMMEDIATELY)
-    for bone, rotation in (("Neck", (0.0, 0.0, 0.0, 1.0)), ("Head", (0.0, math.sin(half), 0.0, math.cos(half)))):
-        message = OscMessageBuilder("/VMC/Ext/Bone/Pos")
-        message.add_arg(bone)
-        for value in (0.0, 0.0, 0.0, *rotation):
-            message.add_arg(float(value))
-        bundle.add_content(message.build())
-    bundle.add_content(OscMessageBuilder("/VMC/Ext/Blend/Apply").build())
-    return bundle.build().dgram
 
 
 def quiet(server: Server) -> None:
