@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from talkinghead import lipsync  # noqa: E402
+from talkinghead.lipsync import mouth, spectra, vowels  # noqa: E402  (the analysis steps, for --fit)
 import synth  # noqa: E402  (Festival speech and its scoring, shared with the tests)
 
 SENTENCE = ("Good evening! I have been waiting for you all day. Shall we go for a walk by the river, "
@@ -181,10 +182,10 @@ def clip_z_scores(wav: bytes) -> tuple[np.ndarray | None, np.ndarray]:
     and which frames are voiced, as the analyser computes them."""
     samples, rate = lipsync.decode(wav, lipsync.ANALYSIS_RATE)
     n = int(len(samples) / rate * 1000 // lipsync.FRAME_MS) + 1
-    power = lipsync._power_spectra(lipsync._frames(samples, n))
-    raw_open, voiced = lipsync._loudness_and_voicing(power)
-    f1, f2 = lipsync._formants(lipsync._levinson((power[voiced] * lipsync._PRE_EMPHASIS_GAIN) @ lipsync._COSINES))
-    placed = lipsync._speaker_placed(f1, f2, raw_open[voiced])
+    power = spectra.power_spectra(spectra.frames(samples, n))
+    raw_open, voiced = mouth.loudness_and_voicing(power)
+    f1, f2 = vowels._formants(vowels._levinson((power[voiced] * spectra.PRE_EMPHASIS_GAIN) @ spectra.COSINES))
+    placed = vowels._speaker_placed(f1, f2, raw_open[voiced])
     if placed is None:
         return None, voiced
     z = np.full((n, 2), np.nan)

@@ -68,7 +68,7 @@ def frames(slot: FrameSlot, viewers: Viewers, *, background: tuple[int, int, int
             log.warning("no frame rendered within %.0f s; closing the stream", FIRST_FRAME_TIMEOUT)
             return
         yield head
-        while True:
+        while frame is not None:  # None: the avatar is gone (its slot closed)
             yield frame.encoded_as(("part", background), lambda: _part(frame, background, head))
             frame = slot.wait_newer(frame.seq, timeout=keepalive)  # the same frame again on a time-out
 
