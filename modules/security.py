@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from flask import jsonify, request
 
 log = logging.getLogger(__name__)
 EXEMPT_PATHS = {"/api/talkinghead/result_feed"}
+EXEMPT_AVATAR_FEED = re.compile(r"/api/talkinghead/avatars/[^/]+/result_feed")  # each avatar's, likewise
 # The manual poser's page and its assets hold no data (the page sends the key on its API calls), and a
 # browser opens them by address, without headers.
 EXEMPT_PAGE = "/talkinghead/poser"
 
 
 def is_exempt(path: str) -> bool:
-    return path in EXEMPT_PATHS or path == EXEMPT_PAGE or path.startswith(EXEMPT_PAGE + "/")
+    return (path in EXEMPT_PATHS or EXEMPT_AVATAR_FEED.fullmatch(path) is not None or path == EXEMPT_PAGE
+            or path.startswith(EXEMPT_PAGE + "/"))
 
 
 def exposure_warning(listen: bool, secure: bool, port: int) -> str | None:

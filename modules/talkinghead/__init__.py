@@ -1,5 +1,6 @@
 """The talkinghead module: the engine (built by talkinghead.build from this module's config section, config.py)
-and its routes: routes.py, manual_poser_routes.py, mocap_routes.py."""
+and its routes: routes.py (each avatar's), avatar_routes.py (make and delete avatars), manual_poser_routes.py,
+mocap_routes.py."""
 from __future__ import annotations
 
 import atexit
@@ -8,14 +9,16 @@ from modules import SetupError
 
 
 def setup(app, config) -> None:
-    from modules.talkinghead import manual_poser_routes, mocap_routes
-    from modules.talkinghead.routes import blueprint
+    from modules.talkinghead import avatar_routes, manual_poser_routes, mocap_routes
+    from modules.talkinghead.routes import avatar_blueprint, blueprint
 
     if "talkinghead" not in app.extensions:  # tests may hand in an engine they share across apps
         engine = _build(config.talkinghead)
         app.extensions["talkinghead"] = engine
         atexit.register(engine.close)
     app.register_blueprint(blueprint)
+    avatar_routes.setup(app, config)  # the avatars: the default one is the engine above
+    app.register_blueprint(avatar_blueprint)  # each avatar's own routes, as blueprint's for the default one
     manual_poser_routes.setup(app, config)  # the manual poser page and its API
     mocap_routes.setup(app, config)  # the puppeteer: face capture drives the pose
 

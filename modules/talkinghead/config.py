@@ -11,6 +11,7 @@ from pathlib import Path
 
 from modules import FlagError, SetupError
 from talkinghead import weights
+from talkinghead.avatars import DEFAULT_MAX_AVATARS
 from talkinghead.build import VARIANTS
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
@@ -26,13 +27,15 @@ class Config:
     mocap: str | None = None  # ifacialmocap[:PHONE_IP] or vmc[:PORT]: face capture drives the pose
     user_data: str | None = None  # the user's saved emotion templates; None: kept in memory only (tests)
     keyframes: str | None = None  # the CPU stream's keyframes per character; None: not kept (tests)
+    max_avatars: int = DEFAULT_MAX_AVATARS  # avatars a server holds at once, the default one included
 
 
 # The flags' own names for the fields (argparse's dest): `Config(user_data=...)` and `config.talkinghead_gpu`
 # in server.Config reach this section by them.
 FLAT = {"talkinghead_gpu": "gpu", "talkinghead_model": "model", "talkinghead_models": "models",
         "talkinghead_backend": "backend", "talkinghead_idle_seconds": "idle_seconds",
-        "talkinghead_mocap": "mocap", "user_data": "user_data", "talkinghead_keyframes": "keyframes"}
+        "talkinghead_mocap": "mocap", "user_data": "user_data", "talkinghead_keyframes": "keyframes",
+        "talkinghead_max_avatars": "max_avatars"}
 
 
 def add_arguments(parser) -> None:
@@ -57,12 +60,17 @@ def add_arguments(parser) -> None:
                    help="folder where the CPU stream keeps each character's keyframes, so a restart or a character "
                         "seen before starts warm (at most 200 MB a character, 1 GB in all; default: "
                         "data/cache/keyframes; 'none': not kept)")
+    p.add_argument("--talkinghead-max-avatars", type=int, default=DEFAULT_MAX_AVATARS, metavar="N",
+                   help=f"avatars the server holds at once, the default one included (default "
+                        f"{DEFAULT_MAX_AVATARS}); POST /api/talkinghead/avatars past it answers 429")
 
 
 def from_args(a) -> Config:
     """This section from parsed flags; FlagError names a flag whose value cannot be used."""
     if a.talkinghead_idle_seconds < 0:
         raise FlagError("--talkinghead-idle-seconds must be 0 or more")
+    if a.talkinghead_max_avatars < 1:
+        raise FlagError("--talkinghead-max-avatars must be 1 or more")
     if a.talkinghead_mocap:
         from talkinghead.mocap import MocapError, parse_spec
         try:
@@ -72,7 +80,7 @@ def from_args(a) -> Config:
     keyframes = None if a.talkinghead_keyframes.lower() == "none" else a.talkinghead_keyframes
     return Config(gpu=a.talkinghead_gpu, model=a.talkinghead_model, models=a.talkinghead_models,
                   backend=a.talkinghead_backend, idle_seconds=a.talkinghead_idle_seconds, mocap=a.talkinghead_mocap,
-                  user_data=a.user_data, keyframes=keyframes)
+                  user_data=a.user_data, keyframes=keyframes, max_avatars=a.talkinghead_max_avatars)
 
 
 def check(section: Config) -> None:

@@ -93,7 +93,8 @@ class SmoothSource:
                               "loaded_from_disk": self.keyframes_loaded, "evicted": self.keyframes.evicted,
                               "megabytes": round(self.keyframes.nbytes / 2 ** 20, 1),
                               "frame_error": round(self.last_blend_error, 4)},
-                "face_cache": {"entries": len(self.faces), "hits": self.faces.hits, "misses": self.faces.misses},
+                "face_cache": {"entries": len(self.faces), "hits": self.faces.hits,
+                               "misses": self.faces.misses},
                 "stale_face_frames": self.stale_frames}
 
     # -- control -----------------------------------------------------------------------------------------
