@@ -4,9 +4,11 @@ past the cap, and a deleted avatar's threads and streams end. On the fake poser,
 check that avatars share the real networks."""
 from __future__ import annotations
 
+import gc
 import io
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -173,6 +175,15 @@ def test_deleting_avatars_brings_the_threads_back_to_the_baseline(app, live_serv
     assert {t.name for t in threading.enumerate()} <= baseline[0]
 
 
+def test_a_deleted_avatar_is_freed(client, app):
+    client.post(AVATARS, json={"id": "alice"})
+    client.get(f"{AVATARS}/alice/stats")
+    gone = weakref.ref(avatar(app, "alice"))
+    client.delete(f"{AVATARS}/alice")
+    gc.collect()
+    assert gone() is None, "something still holds the deleted avatar (and its frames, caches, poser image)"
+
+
 # -- errors ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method, route", [
     ("post", "load"), ("get", "unload"), ("get", "start_talking"), ("get", "stop_talking"), ("post", "lipsync"),
@@ -247,6 +258,11 @@ def test_avatars_share_the_real_networks_and_each_streams_its_own_character(real
 
         assert np.abs(mean_colour(frames["default"]) - mean_colour(character_rgba)).max() < 12
         assert np.abs(mean_colour(frames["inverted"]) - mean_colour(other)).max() < 12
+        gone = weakref.ref(inverted)
+        del inverted, engine
+        avatars.delete("inverted")
+        gc.collect()
+        assert gone() is None, "the deleted avatar's keyframes, faces and image are still held"
     finally:
         avatars.close()
         default.close()
