@@ -9,8 +9,6 @@ import argparse
 import logging
 import socket
 import sys
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask, jsonify, request
@@ -18,9 +16,8 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 import modules
-from modules import limits, openapi, security, stream_server, viewers
+from modules import limits, openapi, security, stream_server
 from modules.errors import ApiError
-from talkinghead import weights
 
 log = logging.getLogger("talkinghead-extras")
 
@@ -48,29 +45,53 @@ def make_server(app, **options):
     return server
 
 
-@dataclass
 class Config:
-    modules: list[str] = field(default_factory=list)
-    port: int = 5100
-    listen: bool = False
-    secure: bool = False
-    max_content_length_mb: float = limits.DEFAULT_MB
-    classify_device: str = "cpu"
-    classification_model: str | None = None
-    talkinghead_gpu: bool = False
-    talkinghead_model: str = "auto"
-    talkinghead_models: str | None = None
-    talkinghead_backend: str = "auto"
-    talkinghead_idle_seconds: float = 5.0  # no viewer for this long: rendering stops (0: never)
-    talkinghead_max_viewers: int = viewers.DEFAULT_MAX_VIEWERS  # result_feed viewers at once; the next: 503
-    talkinghead_mocap: str | None = None  # ifacialmocap[:PHONE_IP] or vmc[:PORT]: face capture drives the pose
-    user_data: str | None = None  # the user's saved emotion templates; None: kept in memory only (tests)
-    talkinghead_keyframes: str | None = None  # the CPU stream's keyframes per character; None: not kept (tests)
-    api_key: str | None = None  # set when secure; filled by main() from api_key.txt
-    testing: bool = False
+    """The server's settings: its own (the arguments below) and one section per module (`config.talkinghead`,
+    `config.classify`: each module's config.py declares the section and its flags). A section's fields can also
+    be given and read by their flags' names, as one flat list: `Config(classify_device="cuda")`,
+    `config.talkinghead_gpu`."""
+
+    def __init__(self, modules: list[str] | None = None, *, port: int = 5100, listen: bool = False,
+                 secure: bool = False, max_content_length_mb: float = limits.DEFAULT_MB, api_key: str | None = None,
+                 testing: bool = False, sections: dict | None = None, **flat):
+        self.modules = list(modules or [])
+        self.port = port
+        self.listen = listen
+        self.secure = secure
+        self.max_content_length_mb = max_content_length_mb
+        self.api_key = api_key  # set when secure; filled by main() from api_key.txt
+        self.testing = testing
+        self.sections = _default_sections()
+        self.sections.update(sections or {})
+        for name, value in flat.items():
+            section, field_name = _flat_name(name)
+            setattr(self.sections[section], field_name, value)
+
+    def __getattr__(self, name: str):
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        try:
+            section, field_name = _flat_name(name)
+        except TypeError:
+            raise AttributeError(name) from None
+        return getattr(sections[section], field_name)
+
+
+def _default_sections() -> dict:
+    return {name: config.Config() for name, config in modules.config_modules().items()}
+
+
+def _flat_name(name: str) -> tuple[str, str]:
+    """(section, field) of a flag's name (`user_data` → ("talkinghead", "user_data"))."""
+    for section, config in modules.config_modules().items():
+        if name in config.FLAT:
+            return section, config.FLAT[name]
+    raise TypeError(f"Config has no setting {name!r}")
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
+    """The server's flags, and each module's (modules/<name>/config.py), whether it is enabled or not."""
     p = argparse.ArgumentParser(description="talkinghead-extras: a living anime avatar and emotion "
                                             "classifier for SillyTavern")
     p.add_argument("--enable-modules", default="", help="comma-separated modules: "
@@ -81,60 +102,20 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--max-content-length", type=float, default=limits.DEFAULT_MB, metavar="MB",
                    help=f"largest request body in MB, refused unread beyond (default {limits.DEFAULT_MB:g}: "
                         f"10 minutes of WAV for /lipsync); images and JSON: at most {limits.SMALL_BODY_MB:g}")
-    device = p.add_mutually_exclusive_group()
-    device.add_argument("--cpu", action="store_true", help="run classify on the CPU (default)")
-    device.add_argument("--cuda", action="store_true", help="run classify on CUDA")
-    p.add_argument("--classification-model", default=None, metavar="ID_OR_PATH",
-                   help="a Hugging Face text-classification model (hub id or local path); default: built-in")
-    p.add_argument("--talkinghead-gpu", action="store_true", help="run the THA3 poser on CUDA")
-    p.add_argument("--talkinghead-model", default="auto",
-                   choices=["auto", "separable_float", "separable_half", "standard_float", "standard_half"],
-                   help="THA3 model variant (auto: separable_half on GPU, separable_float on CPU)")
-    p.add_argument("--talkinghead-models", default=None, metavar="DIR",
-                   help="folder holding <variant>/<network>.pt (default: data/models)")
-    p.add_argument("--talkinghead-backend", default="auto", choices=["auto", "torch", "openvino", "onnxruntime"],
-                   help="inference backend for the poser (default auto: the fastest available)")
-    p.add_argument("--talkinghead-idle-seconds", type=float, default=5.0, metavar="S",
-                   help="stop rendering when no result_feed has been open for S seconds; the next viewer "
-                        "resumes it (default 5; 0: never stop)")
-    p.add_argument("--talkinghead-max-viewers", type=int, default=viewers.DEFAULT_MAX_VIEWERS, metavar="N",
-                   help="result_feed streams open at once, all avatars together; the next viewer gets a 503 "
-                        f"(default {viewers.DEFAULT_MAX_VIEWERS})")
-    p.add_argument("--talkinghead-mocap", default=None, metavar="SOURCE",
-                   help="face capture drives the character: ifacialmocap[:PHONE_IP] (UDP 49983) or vmc[:PORT] "
-                        "(OSC, default 39539); loopback only unless --listen")
-    p.add_argument("--user-data", default=str(weights.DATA_DIR / "user"), metavar="DIR",
-                   help="folder for what the user saves, e.g. emotion templates from the manual poser "
-                        "(default: data/user)")
-    p.add_argument("--talkinghead-keyframes", default=str(weights.DATA_DIR / "cache" / "keyframes"), metavar="DIR",
-                   help="folder where the CPU stream keeps each character's keyframes, so a restart or a character "
-                        "seen before starts warm (at most 200 MB a character, 1 GB in all; default: "
-                        "data/cache/keyframes; 'none': not kept)")
+    configs = modules.config_modules()
+    for config in configs.values():
+        config.add_arguments(p)
     a = p.parse_args(argv)
     names = [n.strip().strip("'\"") for n in a.enable_modules.strip("'\"").split(",") if n.strip().strip("'\"")]
     try:
         modules.validate(names)
-    except modules.UnknownModuleError as e:
+        if a.max_content_length <= 0:
+            raise modules.FlagError("--max-content-length must be a positive number of MB")
+        sections = {name: config.from_args(a) for name, config in configs.items()}
+    except (modules.UnknownModuleError, modules.FlagError) as e:
         p.exit(2, f"error: {e}\n")
-    if a.talkinghead_idle_seconds < 0:
-        p.exit(2, "error: --talkinghead-idle-seconds must be 0 or more\n")
-    if a.talkinghead_max_viewers < 1:
-        p.exit(2, "error: --talkinghead-max-viewers must be 1 or more\n")
-    if a.talkinghead_mocap:
-        from talkinghead.mocap import MocapError, parse_spec
-        try:
-            parse_spec(a.talkinghead_mocap)
-        except MocapError as e:
-            p.exit(2, f"error: --talkinghead-mocap: {e}\n")
-    if a.max_content_length <= 0:
-        p.exit(2, "error: --max-content-length must be a positive number of MB\n")
-    return Config(modules=names, port=a.port, listen=a.listen, secure=a.secure,
-                  max_content_length_mb=a.max_content_length, classify_device="cuda" if a.cuda else "cpu",
-                  classification_model=a.classification_model, talkinghead_gpu=a.talkinghead_gpu,
-                  talkinghead_model=a.talkinghead_model, talkinghead_models=a.talkinghead_models,
-                  talkinghead_backend=a.talkinghead_backend, talkinghead_idle_seconds=a.talkinghead_idle_seconds,
-                  talkinghead_max_viewers=a.talkinghead_max_viewers, talkinghead_mocap=a.talkinghead_mocap, user_data=a.user_data,
-                  talkinghead_keyframes=None if a.talkinghead_keyframes.lower() == "none" else a.talkinghead_keyframes)
+    return Config(names, port=a.port, listen=a.listen, secure=a.secure, max_content_length_mb=a.max_content_length,
+                  sections=sections)
 
 
 def create_app(config: Config, engines: dict | None = None) -> Flask:
@@ -197,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if config.secure:
             config.api_key = security.load_or_create_key(Path("api_key.txt"))
         _check_port_free(host, config.port)
-        if config.user_data and "talkinghead" in config.modules:
-            _check_writable(Path(config.user_data))
+        modules.check_all(config)
         app = create_app(config)
     except modules.SetupError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -229,17 +209,6 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as e:
             raise modules.SetupError(f"cannot listen on {host}:{port}: {e.strerror or e} (is another server "
                                      "running on that port? stop it, or choose another with --port)") from None
-
-
-def _check_writable(folder: Path) -> None:
-    """The folder for what the user saves must take a file, or saving would fail later, in the middle of use."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise modules.SetupError(f"the data folder {folder} is not writable ({e.strerror or e}); make it "
-                                 "writable, or choose another with --user-data DIR") from None
 
 
 if __name__ == "__main__":

@@ -45,11 +45,13 @@ class Capture:
 
     def __init__(self, clock=time.monotonic):
         self.generation = 0
-        self.on_change = lambda: None
-        self.ramp = lambda: 0.04
+        self.on_change = lambda: None  # the engine's, once connected
         self.values = np.zeros(45, np.float32)
         self.published: list[tuple[float, np.ndarray]] = []
         self._clock = clock
+
+    def connect(self, on_change, ramp) -> None:
+        self.on_change = on_change
 
     def override_at(self, t: float):
         return self.values, 1.0

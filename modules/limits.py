@@ -16,7 +16,7 @@ from waitress.task import ErrorTask
 
 DEFAULT_MB = 32.0
 SMALL_BODY_MB = 8.0
-LARGE_BODY_ENDPOINTS = {"talkinghead.lipsync"}  # Flask endpoint names that take the full limit
+LARGE_BODY_ENDPOINTS = {"talkinghead.lipsync", "talkinghead_avatar.lipsync"}  # Flask endpoints that take the full limit
 
 
 def _mb(n: int) -> str:

@@ -48,16 +48,18 @@ def operations_of(app) -> list[tuple[str, str]]:
 ERROR = {"$ref": "#/components/schemas/Error"}
 _WHY = {400: "a bad field, option or upload; the message says what to fix, nothing changed",
         401: "--secure: missing or wrong API key",
-        404: "no such file or path", 413: "the request body is over the limit (images and JSON 8 MB, /lipsync 32 MB: "
-                                  "--max-content-length)",
+        404: "no such file or path", 409: "the avatar exists already, or is the default one (never deleted)",
+        413: "the request body is over the limit (images and JSON 8 MB, /lipsync 32 MB: --max-content-length)",
         415: "the body is not JSON (Content-Type: application/json)",
         503: "the server already streams to --talkinghead-max-viewers viewers (default 60, all streams together); "
              "the message says the cap",
+        429: "as many avatars as --talkinghead-max-avatars (default 8, the default avatar included); delete one",
         500: "could not save (disk full, read-only folder); the saved file is unchanged"}
 
 
-def _errors(*codes: int) -> dict:
-    return {str(c): {"description": _WHY[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
+def _errors(*codes: int, why: dict[int, str] | None = None) -> dict:
+    why = {**_WHY, **(why or {})}
+    return {str(c): {"description": why[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
 
 def _text(example: str, description: str = "done") -> dict:
@@ -139,6 +141,54 @@ _TEMPLATE_NAME = {"name": "name", "in": "path", "required": True, "schema": _EMO
                   "description": "an emotion name, e.g. joy (another name: 400; one with a line break: 404)"}
 _TEMPLATE_ANSWER = _obj({"emotion": _EMOTION, "template": {"type": "object"}, "persistent": {"type": "boolean"}},
                         ("emotion", "template"))
+
+
+_AVATAR_ID = {"name": "id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+              "description": "the avatar's id (`default`: the one the routes without an id act on)"}
+_NO_AVATAR = {404: "no avatar with this id"}
+_AVATAR_ANSWER = _obj({"id": {"type": "string"}}, ("id",))
+
+
+def _avatar_paths(paths: dict) -> dict:
+    """The avatars (list, make, delete), and each avatar's own routes: those of the default avatar under
+    /api/talkinghead/avatars/{id}/, with the same body and answer (modules/talkinghead/routes.py, per_avatar)."""
+    from modules.talkinghead.routes import PER_AVATAR
+
+    th = "avatars"
+    listed = _obj({"avatars": {"type": "array", "items": _obj(
+        {"id": {"type": "string"}, "emotion": {"type": "string"}, "talking": {"type": "boolean"},
+         "viewers": {"type": "integer"}}, ("id", "emotion", "talking", "viewers"))},
+        "max_avatars": {"type": "integer"}}, ("avatars", "max_avatars"))
+    made = {"201": {"description": "made; it shows the default character (or the image sent) and runs",
+                    "content": {"application/json": {"schema": _AVATAR_ANSWER}}}}
+    own = {}
+    for rule in PER_AVATAR:
+        for method, op in paths[f"/api/talkinghead{rule}"].items():
+            op = {**op, "summary": f"one avatar: {op['summary']}", "tags": [th],
+                  "parameters": [_AVATAR_ID, *op.get("parameters", [])],
+                  "responses": {**op["responses"], **_errors(404, why=_NO_AVATAR)}}
+            own.setdefault(f"/api/talkinghead/avatars/{{id}}{rule}", {})[method] = op
+    return {
+        "/api/talkinghead/avatars": {
+            "get": _op("the avatars: id, emotion, talking, viewers; and the cap", _json(listed), tag=th),
+            "post": _op(
+                "make an avatar: JSON {\"id\"} (id optional: one is made), or multipart with the image as `file` "
+                "and the id as form field `id`",
+                {**made, **_errors(400, 409, 413, 415, 429)}, tag=th, requestBody={"required": False, "content": {
+                    "application/json": {"schema": _obj({"id": _AVATAR_ID["schema"]})},
+                    "multipart/form-data": {"schema": _obj({"file": {"type": "string", "format": "binary"},
+                                                            "id": _AVATAR_ID["schema"]})}}})},
+        "/api/talkinghead/avatars/{id}": {
+            "put": _op("make the avatar if it is missing (201), else nothing (200)",
+                       {**_json(_AVATAR_ANSWER, "it exists already"), **made, **_errors(400, 429)}, tag=th,
+                       parameters=[_AVATAR_ID]),
+            "delete": _op("delete the avatar: its threads and memory go, its viewers' streams end",
+                          {**_json(_obj({"id": {"type": "string"}, "deleted": {"type": "boolean"}},
+                                        ("id", "deleted"))), **_errors(404, 409, why=_NO_AVATAR)},
+                          tag=th, parameters=[_AVATAR_ID])},
+        **own,
+    }
 
 
 def full_document() -> dict:
@@ -265,6 +315,7 @@ def full_document() -> dict:
             {"200": {"description": "a zip file (streamed)", "content": {"application/zip": {
                 "schema": {"type": "string", "format": "binary"}}}}}, tag="poser")},
     }
+    paths.update(_avatar_paths(paths))
     return {
         "openapi": "3.0.3",
         "info": {"title": "talkinghead-extras", "version": VERSION,

@@ -152,7 +152,11 @@ class StreamWriter:
         if frame is not None:  # the latest frame at once, as frames() starts
             viewer.offer(frame.seq, _Part(stream.part(frame, viewer.background)))
 
-    def _deliver(self, to: _Stream, seq: int, parts: dict, keepalive: bool) -> None:
+    def _deliver(self, to: _Stream, seq: int | None, parts: dict, keepalive: bool) -> None:
+        if seq is None:  # the source is gone (a deleted avatar): its viewers' responses end
+            for viewer in list(to.viewers):
+                viewer.finish()
+            return
         wrapped = {background: _Part(data) for background, data in parts.items()}
         for viewer in list(to.viewers):  # none when the stream was retired meanwhile
             if viewer.background in wrapped:
@@ -244,6 +248,17 @@ class _Viewer(asyncio.Protocol):
             self._preamble = b""
         self.transport.write(part.chunk if self._chunked else part.data)
         self._sent = seq
+
+    def finish(self) -> None:
+        """End the response (its source is gone) and close the connection once what is queued is sent."""
+        if self.transport.is_closing():
+            return
+        if self._preamble:
+            self.transport.write(self._preamble)
+            self._preamble = b""
+        if self._chunked:
+            self.transport.write(b"0\r\n\r\n")  # the chunked body's end, as waitress writes it
+        self.transport.close()
 
     def pause_writing(self):
         self._paused_since = time.monotonic()

@@ -48,11 +48,22 @@ class Frame:
 
 
 class FrameSlot:
-    """A lock and the latest frame; readers can wait for a newer one."""
+    """A lock and the latest frame; readers can wait for a newer one. Once closed (the avatar is gone),
+    readers get None."""
 
     def __init__(self):
         self._cond = threading.Condition()
         self._frame: Frame | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def publish(self, rgba: np.ndarray, t: float, meta: dict | None = None) -> None:
         with self._cond:
@@ -64,13 +75,14 @@ class FrameSlot:
         """The latest frame, waiting up to `timeout` s for the first one."""
         with self._cond:
             if self._frame is None and timeout:
-                self._cond.wait_for(lambda: self._frame is not None, timeout)
-            return self._frame
+                self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
+            return None if self._closed else self._frame
 
     def wait_newer(self, seq: int, timeout: float) -> Frame | None:
+        """A frame newer than `seq`, or the latest one after `timeout` s."""
         with self._cond:
-            self._cond.wait_for(lambda: self._frame is not None and self._frame.seq > seq, timeout)
-            return self._frame
+            self._cond.wait_for(lambda: (self._frame is not None and self._frame.seq > seq) or self._closed, timeout)
+            return None if self._closed else self._frame
 
 
 class Renderer:
@@ -107,10 +119,12 @@ class Renderer:
         return not self._running.is_set()
 
     def close(self) -> None:
+        """Stop the thread; readers of the slot get None from now on (their streams end)."""
         self._closed.set()
         self._running.set()  # wake the thread so it can see it is closed
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.slot.close()
 
     def render_now(self) -> None:
         """Render and publish one frame on the calling thread (the first frame at start-up)."""

@@ -73,7 +73,7 @@ def frames(slot: FrameSlot, viewers: Viewers, *, background: tuple[int, int, int
             log.warning("no frame rendered within %.0f s; closing the stream", FIRST_FRAME_TIMEOUT)
             return
         yield head
-        while True:
+        while frame is not None:  # None: the avatar is gone (its slot closed)
             yield part(frame, background)
             frame = slot.wait_newer(frame.seq, timeout=keepalive)  # the same frame again on a time-out
 
@@ -101,7 +101,7 @@ class Broadcast:
     The thread waits for each new frame (or, after `keepalive` s without one, takes the last one again), makes
     its part once for each format its viewers asked for, and calls `deliver(seq, parts, keepalive)` with
     parts {background or None (PNG): bytes}; `deliver` hands them on (it must not block: a writer thread sends
-    them). `join(background)` / `leave(background)` count viewers, in `viewers` too (for stats and the idle
+    them); `deliver(None, {}, False)` when the slot is closed (the source is gone): the streams end. `join(background)` / `leave(background)` count viewers, in `viewers` too (for stats and the idle
     stop, as a viewer of `frames()` is counted); the thread runs while anyone has joined and ends within
     `keepalive` s of the last leaving. Threads: the caller's for join/leave, this one's for deliver; `_lock`
     guards the formats asked for and the thread handle.
@@ -138,8 +138,13 @@ class Broadcast:
                     self._thread = None
                     return
                 formats = list(self._formats)
-            if frame is None:  # no first frame yet
-                continue
+            if frame is None:
+                if self._slot.closed:  # the source is gone (a deleted avatar): its viewers' streams end
+                    with self._lock:
+                        self._thread = None
+                    self._deliver(None, {}, False)
+                    return
+                continue  # no first frame yet
             parts = {background: part(frame, background) for background in formats}
             self._deliver(frame.seq, parts, frame.seq == seq)
             seq = frame.seq

@@ -113,6 +113,10 @@ class FakePoser:
     def set_image(self, rgba):
         self.image = np.array(rgba, dtype=np.uint8)
 
+    def with_own_image(self):
+        """Another character on the same (fake) networks, as Poser.with_own_image."""
+        return FakePoser(self.delay)
+
     def render(self, pose):
         from talkinghead import pose as pose_mod
 

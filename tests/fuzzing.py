@@ -19,6 +19,8 @@ from modules import openapi
 from talkinghead import stream
 
 FEED = "/api/talkinghead/result_feed"
+AVATAR_FEED = "/api/talkinghead/avatars/{id}/result_feed"
+FEEDS = (FEED, AVATAR_FEED)  # endless streams: fuzz_result_feed, not fuzz_operation
 _TRACE = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
 _REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>|\bat 0x[0-9a-fA-F]{6,}")
 
@@ -46,10 +48,13 @@ def make_engine(seed: int = 1):
 
 
 def close_extras(app) -> None:
-    """What fuzzed requests may have started besides the engine (the puppeteer's UDP listener)."""
+    """What fuzzed requests may have started besides the engine (the puppeteer's UDP listener, avatars)."""
     puppeteer = app.extensions.get("talkinghead_mocap")
     if puppeteer is not None:
         puppeteer.close()
+    avatars = app.extensions.get("talkinghead_avatars")
+    if avatars is not None:
+        avatars.close()
 
 
 def operations(schema) -> dict[str, object]:
@@ -57,7 +62,7 @@ def operations(schema) -> dict[str, object]:
     ops = {}
     for result in schema.get_all_operations():
         op = result.ok()
-        if op.path != FEED:
+        if op.path not in FEEDS:
             ops[f"{op.method.upper()} {op.path}"] = op
     return ops
 
@@ -96,9 +101,10 @@ def problems(status: int, content_type: str, body: bytes, documented: set[str], 
 
 
 def fuzz_operation(app, engine, op, *, max_examples: int, modes=("positive", "negative"), derandomize: bool = True,
-                   tally: Tally | None = None) -> Tally:
+                   tally: Tally | None = None, path_parameters: dict | None = None) -> Tally:
     """Run max_examples cases per generation mode against one operation; AssertionError on the first problem
-    (hypothesis shrinks it to a small example)."""
+    (hypothesis shrinks it to a small example). path_parameters: values that replace the generated ones (an
+    avatar that exists, so that the cases reach its routes' checks and not only the 404)."""
     from schemathesis import GenerationMode
 
     tally = tally or Tally()
@@ -110,6 +116,8 @@ def fuzz_operation(app, engine, op, *, max_examples: int, modes=("positive", "ne
                   suppress_health_check=list(HealthCheck), print_blob=True)
         @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
         def run(case):
+            if path_parameters:
+                case.path_parameters = {**(case.path_parameters or {}), **path_parameters}
             response = case.call(app=app)  # through the WSGI interface, no socket
             body = response.content
             tally.add(response.status_code)
@@ -170,8 +178,8 @@ def _shaped(schema: dict):
 
 
 def fuzz_json_values(app, engine, method: str, path: str, *, max_examples: int, derandomize: bool = True,
-                     tally: Tally | None = None) -> Tally:
-    """Hypothesis alone: any JSON (of the right Content-Type) to a JSON route."""
+                     tally: Tally | None = None, avatar: str = "default") -> Tally:
+    """Hypothesis alone: any JSON (of the right Content-Type) to a JSON route (an avatar's: `avatar`'s)."""
     from talkinghead import emotions, pose as pose_mod
     from talkinghead.settings import AnimatorSettings
     import dataclasses
@@ -189,7 +197,7 @@ def fuzz_json_values(app, engine, method: str, path: str, *, max_examples: int, 
               suppress_health_check=list(HealthCheck))
     @given(body=st.one_of(_shaped(shape), _hostile_json(keys)), name=names)
     def run(body, name):
-        url = path.replace("{name}", quote(name, safe=""))
+        url = path.replace("{name}", quote(name, safe="")).replace("{id}", avatar)
         response = client.open(url, method=method.upper(), json=body)
         tally.add(response.status_code)
         found = problems(response.status_code, response.content_type or "", response.get_data(),
@@ -201,8 +209,9 @@ def fuzz_json_values(app, engine, method: str, path: str, *, max_examples: int, 
     return tally
 
 
-def fuzz_result_feed(app, engine, *, max_examples: int) -> Tally:
-    """Odd format/bg values: a 400 JSON, or a stream whose first part is an image."""
+def fuzz_result_feed(app, engine, *, max_examples: int, path: str = FEED) -> Tally:
+    """Odd format/bg values: a 400 JSON, or a stream whose first part is an image (path: one of FEEDS, with the
+    avatar's id in it)."""
     tally = Tally()
     client = app.test_client()
     values = st.one_of(st.none(), st.sampled_from(["png", "jpeg", "jpg", "PNG", "gif", ""]), st.text(max_size=12))
@@ -213,7 +222,7 @@ def fuzz_result_feed(app, engine, *, max_examples: int) -> Tally:
     @given(fmt=values, bg=colours)
     def run(fmt, bg):
         query = {k: v for k, v in (("format", fmt), ("bg", bg)) if v is not None}
-        response = client.get(FEED, query_string=query, buffered=False)
+        response = client.get(path, query_string=query, buffered=False)
         try:
             tally.add(response.status_code)
             if response.status_code == 200:

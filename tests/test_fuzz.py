@@ -30,9 +30,13 @@ def engine():
     engine.close()
 
 
+AVATAR = "fuzzed"  # an avatar besides the default one, whose routes are fuzzed with its id
+
+
 @pytest.fixture(scope="module")
 def app(engine):
-    app = full_app(engine)
+    app = full_app(engine, talkinghead_max_avatars=3)  # fuzzed POSTs make avatars: a few are enough
+    app.extensions["talkinghead_avatars"].create(AVATAR)
     SCHEMA.app = app  # cases are sent through the app's WSGI interface
     yield app
     fuzzing.close_extras(app)
@@ -40,7 +44,7 @@ def app(engine):
 
 def test_every_route_but_the_feed_is_fuzzed():
     described = {f"{m.upper()} {p}" for p, item in openapi.full_document()["paths"].items() for m in item}
-    assert set(OPERATIONS) == described - {f"GET {fuzzing.FEED}"}
+    assert set(OPERATIONS) == described - {f"GET {feed}" for feed in fuzzing.FEEDS}
 
 
 @pytest.mark.parametrize("name", sorted(OPERATIONS))
@@ -55,13 +59,21 @@ def test_fuzzed_uploads_never_replace_the_character(app, engine):
     assert (engine.poser.image == before).all()
 
 
+@pytest.mark.parametrize("name", sorted(n for n in OPERATIONS if "/avatars/{id}/" in n))
+def test_fuzz_an_avatar_that_exists(app, engine, name):
+    """The routes of one avatar with its id: the cases reach the checks of each route, not only the 404."""
+    fuzzing.fuzz_operation(app, engine, OPERATIONS[name], max_examples=EXAMPLES, tally=TALLY,
+                           path_parameters={"id": AVATAR})
+
+
 @pytest.mark.parametrize("method, path", fuzzing.json_routes())
 def test_fuzz_any_json(app, engine, method, path):
-    fuzzing.fuzz_json_values(app, engine, method, path, max_examples=EXAMPLES * 2, tally=TALLY)
+    fuzzing.fuzz_json_values(app, engine, method, path, max_examples=EXAMPLES * 2, tally=TALLY, avatar=AVATAR)
 
 
-def test_fuzz_result_feed_query(app, engine):
-    tally = fuzzing.fuzz_result_feed(app, engine, max_examples=40)
+@pytest.mark.parametrize("path", [fuzzing.FEED, fuzzing.AVATAR_FEED.replace("{id}", AVATAR)])
+def test_fuzz_result_feed_query(app, engine, path):
+    tally = fuzzing.fuzz_result_feed(app, engine, max_examples=40, path=path)
     assert tally.by_status.get(200) and tally.by_status.get(400)
 
 

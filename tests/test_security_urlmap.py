@@ -10,9 +10,9 @@ from modules import security
 from tests.full_app import full_app
 
 KEY = "k" * 32
-EXEMPT = {"/api/talkinghead/result_feed", "/talkinghead/poser", "/talkinghead/poser/",
-          "/talkinghead/poser/<path:filename>"}
-SAMPLE = {"name": "joy", "filename": "index.html"}  # a value for each path variable
+EXEMPT = {"/api/talkinghead/result_feed", "/api/talkinghead/avatars/<id>/result_feed", "/talkinghead/poser",
+          "/talkinghead/poser/", "/talkinghead/poser/<path:filename>"}
+SAMPLE = {"name": "joy", "filename": "index.html", "id": "default"}  # a value for each path variable
 
 
 @pytest.fixture

@@ -161,6 +161,25 @@ def test_each_source_streams_its_own_frames_from_one_writer(fake_engine, serve, 
     assert all(feed.viewers.count == 0 for feed in feeds.values())
 
 
+def test_a_sources_viewers_streams_end_when_it_is_gone_and_the_others_go_on(fake_engine, serve, no_stream_threads):
+    """A deleted avatar closes its slot: its viewers' responses end (the chunked body properly terminated),
+    a viewer of another source keeps streaming, and the gone source's broadcast thread ends."""
+    feeds = {"gone": source(200), "kept": source(30)}
+    served = serve(app_with(fake_engine, feeds))
+    responses = {name: requests.get(f"{served.url}/test/feeds/{name}", stream=True, timeout=5) for name in feeds}
+    readers = {name: stream.PartReader(response.iter_content(chunk_size=None)) for name, response in responses.items()}
+    for reader in readers.values():
+        assert len(reader.read(1)) == 1
+    feeds["gone"].slot.close()
+    assert readers["gone"].read(5) == []  # the body ends (requests reads the chunked end, no error)
+    feeds["kept"].slot.publish(np.full((8, 8, 4), 31, np.uint8), 1.0)
+    (_, payload), = readers["kept"].read(1)
+    assert payload == feeds["kept"].slot.latest().png
+    assert wait_until(lambda: sorted(stream_threads()) == ["talkinghead-broadcast", "talkinghead-viewers"], 5)
+    responses["kept"].close()
+    assert wait_until(lambda: not stream_threads(), 5), stream_threads()
+
+
 def test_the_viewer_past_the_cap_gets_a_503_json_and_a_leaving_viewer_frees_its_place(fake_engine, serve):
     served = serve(app_with(fake_engine, talkinghead_max_viewers=3))
     url = served.url + "/api/talkinghead/result_feed"

@@ -1,4 +1,5 @@
-"""The classify module: builds the emotion classifier from the config and serves it over HTTP (routes.py)."""
+"""The classify module: builds the emotion classifier from its config section (config.py) and serves it over HTTP
+(routes.py)."""
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,8 @@ def setup(app, config) -> None:
     """Load the classifier (built-in, or --classification-model) on the chosen device; register the routes."""
     if "classify" not in app.extensions:  # tests may hand in an engine they share across apps
         try:
-            app.extensions["classify"] = load_classifier(config.classification_model, config.classify_device)
+            app.extensions["classify"] = load_classifier(config.classify.model, config.classify.device)
         except ClassifierError as e:
             raise SetupError(f"classify: {e}") from None
-        log.info("classify: serving %s on %s", app.extensions["classify"].name, config.classify_device)
+        log.info("classify: serving %s on %s", app.extensions["classify"].name, config.classify.device)
     app.register_blueprint(bp)

@@ -43,7 +43,7 @@ def setup(app, config) -> None:
     """Give the engine its template store (the user data folder; none: kept in memory) and the routes."""
     from talkinghead.user_templates import TemplateStore
 
-    app.extensions["talkinghead"].use_template_store(TemplateStore(getattr(config, "user_data", None)))
+    app.extensions["talkinghead"].use_template_store(TemplateStore(config.talkinghead.user_data))
     app.register_blueprint(page)
     app.register_blueprint(api)
 

@@ -62,7 +62,7 @@ def setup(app, config) -> None:
     p = Puppeteer(listen=config.listen)
     app.extensions["talkinghead"].set_pose_override(p)
     app.extensions["talkinghead_mocap"] = p
-    spec = getattr(config, "talkinghead_mocap", None)
+    spec = config.talkinghead.mocap
     if spec:
         try:
             source, options = parse_spec(spec)

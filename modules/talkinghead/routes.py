@@ -1,30 +1,63 @@
-"""HTTP for the talkinghead engine: parse, validate, call the engine, shape the answer (api.md)."""
+"""HTTP for the talkinghead engine: parse, validate, call the engine, shape the answer (api.md).
+
+Each route of one avatar (`per_avatar`) is served twice by the same view: at /api/talkinghead/<route> for the
+default avatar (the SillyTavern-Extras routes, unchanged) and at /api/talkinghead/avatars/<id>/<route> for the
+avatar `id` (avatar_routes.py makes and deletes them).
+"""
 from __future__ import annotations
 
 import math
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from modules import viewers
 from modules.errors import ApiError, bad_request, json_body
-from talkinghead import encode, lipsync as lipsync_mod, pose as pose_mod, stream
+from talkinghead import avatars as avatars_mod, encode, lipsync as lipsync_mod, pose as pose_mod, stream
 from talkinghead.emotions import TemplateError
 from talkinghead.image import ImageError
 from talkinghead.settings import SettingsError
 
 blueprint = Blueprint("talkinghead", __name__, url_prefix="/api/talkinghead")
 VIEWER_CAP = "talkinghead.viewer_cap"  # app.extensions key: the server's modules.viewers.ViewerCap
+avatar_blueprint = Blueprint("talkinghead_avatar", __name__, url_prefix="/api/talkinghead/avatars/<id>")
+PER_AVATAR: list[str] = []  # the rules served for every avatar (modules/openapi.py describes each twice)
+
+
+@avatar_blueprint.url_value_preprocessor
+def _avatar_id(endpoint, values) -> None:
+    g.avatar_id = values.pop("id")
+
+
+@avatar_blueprint.before_request
+def _avatar() -> None:
+    """The avatar the path names, or 404 before anything else is looked at (the app's own before_request, the
+    API key check among them, came first)."""
+    try:
+        g.avatar = current_app.extensions["talkinghead_avatars"].get(g.avatar_id)
+    except avatars_mod.UnknownAvatar as e:
+        raise ApiError(404, str(e)) from None
+
+
+def per_avatar(rule: str, methods: tuple[str, ...] = ("GET",)):
+    """Register a view for the default avatar and, under /avatars/<id>, for each avatar."""
+    def register(view):
+        blueprint.add_url_rule(rule, view_func=view, methods=methods)
+        avatar_blueprint.add_url_rule(rule, view_func=view, methods=methods)
+        PER_AVATAR.append(rule)
+        return view
+    return register
 
 
 def engine():
-    return current_app.extensions["talkinghead"]
+    """The avatar the request is for: the one its path names, else the default one."""
+    return g.get("avatar") or current_app.extensions["talkinghead"]
 
 
 def text(body: str) -> Response:
     return Response(body, mimetype="text/plain")
 
 
-@blueprint.post("/load")
+@per_avatar("/load", methods=("POST",))
 def load():
     upload = request.files.get("file")
     if upload is None:
@@ -37,19 +70,19 @@ def load():
     return text("OK")
 
 
-@blueprint.get("/unload")
+@per_avatar("/unload")
 def unload():
     engine().unload()
     return text("animation paused")
 
 
-@blueprint.get("/start_talking")
+@per_avatar("/start_talking")
 def start_talking():
     engine().start_talking()
     return text("talking started")
 
 
-@blueprint.get("/stop_talking")
+@per_avatar("/stop_talking")
 def stop_talking():
     engine().stop_talking()
     return text("talking stopped")
@@ -58,7 +91,7 @@ def stop_talking():
 MIN_RATE, MAX_RATE = 0.25, 4.0  # playback rates a client may ask for (browsers play 0.0625-16; TTS UIs ~0.5-3)
 
 
-@blueprint.post("/lipsync")
+@per_avatar("/lipsync", methods=("POST",))
 def lipsync():
     """Speech audio (multipart field `file`, or the raw body) → the mouth follows it; answers the analysis."""
     options = {**request.args, **request.form} if request.mimetype == "multipart/form-data" else request.args
@@ -116,7 +149,7 @@ def _flag(options, name: str) -> bool:
     raise bad_request(f"{name} must be 1 or 0, got {raw!r}")
 
 
-@blueprint.post("/set_emotion")
+@per_avatar("/set_emotion", methods=("POST",))
 def set_emotion():
     name = json_body(request).get("emotion_name")
     if not isinstance(name, str):
@@ -124,7 +157,7 @@ def set_emotion():
     return text(f"emotion set to {engine().set_emotion(name)}")
 
 
-@blueprint.post("/load_emotion_templates")
+@per_avatar("/load_emotion_templates", methods=("POST",))
 def load_emotion_templates():
     try:
         engine().load_emotion_templates(json_body(request))
@@ -133,7 +166,7 @@ def load_emotion_templates():
     return text("OK")
 
 
-@blueprint.post("/load_animator_settings")
+@per_avatar("/load_animator_settings", methods=("POST",))
 def load_animator_settings():
     try:
         engine().load_animator_settings(json_body(request))
@@ -142,7 +175,7 @@ def load_animator_settings():
     return text("OK")
 
 
-@blueprint.get("/result_feed")
+@per_avatar("/result_feed")
 def result_feed():
     return stream_response(engine())
 
@@ -167,7 +200,7 @@ def stream_response(source) -> Response:
     return response
 
 
-@blueprint.post("/render")
+@per_avatar("/render", methods=("POST",))
 def render():
     body = json_body(request)
     unknown = set(body) - {"pose", "emotion"}
@@ -193,11 +226,11 @@ def render():
     return Response(engine().render_still(values), mimetype="image/png")
 
 
-@blueprint.get("/emotions")
+@per_avatar("/emotions")
 def emotions():
     return jsonify(engine().emotions())
 
 
-@blueprint.get("/stats")
+@per_avatar("/stats")
 def stats():
     return jsonify(engine().stats())

@@ -2,13 +2,14 @@
 
 One receiver thread per running source reads UDP packets, decodes them (ifacialmocap.parse, vmc.VmcDecoder),
 maps them to the 45 THA3 values (mapping.Mapper) and publishes the result for the engine, which asks
-`override_at(t)` for each pose (TalkingHead.set_pose_override). What it publishes is a pure function of t, so
+`override_at(t)` for each pose (talkinghead.capture.PoseOverride). What it publishes is a pure function of t, so
 the smooth stream may render ahead: from the shown values it moves in a straight line to the newest capture
 over `ramp()` seconds (the smoothing: one frame on an exact renderer; on the CPU the time a face and a
 keyframe take, the soonest a frame can show a new head pose), then holds it. Each publication is an event
-(`on_change`, the generation goes up); packets that come faster than one per ramp (or change nothing
-visible) wait: only the latest is published. After TIMEOUT s without a packet the override eases out over
-EASE_OUT s (another event), and the animator's idle motion is back; the next packet eases in over EASE_IN s.
+(the engine's `on_change`, given by `connect`; the generation goes up); packets that come faster than one per
+ramp (or change nothing visible) wait: only the latest is published. After TIMEOUT s without a packet the
+override eases out over EASE_OUT s (another event), and the animator's idle motion is back; the next packet
+eases in over EASE_IN s.
 
 Emotions are suspended while capture drives: every value but breathing is the capture's (the unmapped ones
 0), because the user's face is the expression, and an emotion template layered on it would fight it (a
@@ -100,8 +101,8 @@ class Puppeteer:
         self._clock = clock
         self._lock = threading.Lock()  # everything below; the thread and the HTTP threads share it
         self.mapper = Mapper()
-        self.on_change: Callable[[], None] = lambda: None  # the engine: an event (set_pose_override)
-        self.ramp: Callable[[], float] = lambda: 1 / 25  # the engine: seconds to the newest capture
+        self._on_change: Callable[[], None] = lambda: None  # the engine's (connect): an event
+        self._ramp: Callable[[], float] = lambda: 1 / 25  # the engine's (connect): seconds to the newest capture
         self._track: _Track | None = None
         self._generation = 0
         self._source: str | None = None
@@ -184,13 +185,19 @@ class Puppeteer:
             self._remap()
 
     # -- what the engine asks --------------------------------------------------------------------------------
+    def connect(self, on_change: Callable[[], None], ramp: Callable[[], float]) -> None:
+        """The engine that uses this source (talkinghead.capture.PoseOverride): on_change() after each
+        publication, ramp() the seconds a move to a new capture takes."""
+        with self._lock:
+            self._on_change, self._ramp = on_change, ramp
+
     @property
     def generation(self) -> int:
         return self._generation
 
     def override_at(self, t: float) -> tuple[np.ndarray, float] | None:
         """(45 values, weight 0..1) to blend over the animator's pose at t (DRIVEN: all but breathing), or
-        None: the animator alone. Pure in t until the next on_change."""
+        None: the animator alone. Pure in t until the next on_change()."""
         track = self._track
         if track is None:
             return None
@@ -286,7 +293,7 @@ class Puppeteer:
                   and now - self._last_packet >= TIMEOUT):
                 changed = self._release(now, notify=False)
         if changed:
-            self.on_change()
+            self._on_change()
 
     def _publish(self, target: np.ndarray, now: float) -> bool:
         """Under the lock. False when the capture shows nothing new (nothing published)."""
@@ -301,7 +308,7 @@ class Puppeteer:
             shown = target
         self._generation += 1
         self.published += 1
-        self._track = _Track(self._generation, shown, target, now, max(float(self.ramp()), 0.0),
+        self._track = _Track(self._generation, shown, target, now, max(float(self._ramp()), 0.0),
                              now if fresh else track.began, None)
         return True
 
@@ -314,7 +321,7 @@ class Puppeteer:
         held = track.values(now)
         self._track = _Track(self._generation, held, held, now, 0.0, track.began, now)
         if notify:
-            threading.Thread(target=self.on_change, daemon=True).start()  # not under our lock
+            threading.Thread(target=self._on_change, daemon=True).start()  # not under our lock
         return True
 
     def _remap(self) -> None:

@@ -24,11 +24,12 @@ The parts:
   disk.py           keyframes kept on disk per character (image and model), refused when they don't match
   compose.py        a frame from keyframes and a face: blend their outputs, apply them (compose)
   schedule.py       the two workers' threads and what each makes next
-  cancellation.py   the poser's two locks, and stopping work for a future or a character that is gone
+  cancellation.py   stopping work for a future or a character that is gone (the poser's two locks, taken in
+                    turns by the avatars that share them: talkinghead/turns.py)
   threads.py        thread counts and priorities (the frame thread first), the backend compiled to match
   source.py         SmoothSource: frame_at for the renderer, and making a face or a keyframe
 """
-from talkinghead.smooth.cancellation import ANY, NETWORKS, Cancellation, PoserLocks
+from talkinghead.smooth.cancellation import ANY, NETWORKS, Cancellation
 from talkinghead.smooth.compose import Blender, compose
 from talkinghead.smooth.disk import KeyframeDisk
 from talkinghead.smooth.faces import FACE_BOX, FACE_STEPS, VOWEL_STEPS, VOWELS, FaceCache, face_key, quantize_face
@@ -36,6 +37,7 @@ from talkinghead.smooth.keyframes import Keyframe, KeyframeStore
 from talkinghead.smooth.schedule import KEYFRAME_LOOKAHEAD, MAX_ERROR, Animation, WorkScheduler
 from talkinghead.smooth.source import SmoothSource
 from talkinghead.smooth.threads import SMOOTH_BACKEND_THREADS, WORKER_NICENESS, apply_backend
+from talkinghead.turns import PoserLocks
 
 __all__ = ["ANY", "NETWORKS", "Cancellation", "PoserLocks", "Blender", "compose", "KeyframeDisk", "FACE_BOX",
            "FACE_STEPS", "VOWEL_STEPS", "VOWELS", "FaceCache", "face_key", "quantize_face", "Keyframe",

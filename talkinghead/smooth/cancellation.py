@@ -1,9 +1,11 @@
 """Stopping the smooth stream's work that is no longer wanted: a keyframe or a face being made for a future
 that an event replaced, or for a character that is about to be replaced.
 
-Each worker holds one part of the poser (its PoserLocks lock) while it runs that part's networks; an event
-cancels the backend runs of the parts at work for an old future, and work that waited for a lock, or is
-between two networks, checks `stop_if_stale` before going on.
+Each worker holds one part of the poser (its talkinghead.turns.PoserLocks part) while it runs that part's
+networks; an event cancels the backend runs of the parts at work for an old future, and work that waited for a
+lock, or is between two networks, checks `stop_if_stale` before going on. The networks may be shared with other
+avatars, but a part is recorded as at work for this avatar only while this avatar holds it, so a cancel here
+never stops another avatar's run.
 """
 from __future__ import annotations
 
@@ -19,25 +21,6 @@ NETWORKS = {"body": ("two_algo_face_body_rotator", "editor"), "face": ("eyebrow_
 
 # The future of work that serves any future (a keyframe: it is stored by its pose): only a new character stops it.
 ANY = "any future"
-
-
-class PoserLocks:
-    """The face networks (eyebrow combiner, face morpher) and the body networks (rotator, editor) are
-    different models, so the two workers may run one each at the same time; a whole render, or a new
-    character, takes both (`with locks:`)."""
-
-    def __init__(self):
-        self.face = threading.Lock()
-        self.body = threading.Lock()
-
-    def __enter__(self):
-        self.face.acquire()
-        self.body.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self.body.release()
-        self.face.release()
 
 
 class Cancellation:

@@ -22,18 +22,24 @@ import torch
 from talkinghead import backends
 from talkinghead import pose as P
 from talkinghead.smooth import interpolation
-from talkinghead.smooth.cancellation import ANY, Cancellation, PoserLocks
+from talkinghead.smooth.cancellation import ANY, Cancellation
 from talkinghead.smooth.compose import Blender, Composer, editor_outputs
 from talkinghead.smooth.faces import FACE_BOX, FaceCache, face_key
 from talkinghead.smooth.keyframes import DEFAULT_MAX_BYTES, Keyframe, KeyframeStore
 from talkinghead.smooth.schedule import Animation, WorkScheduler
 from talkinghead.smooth.threads import one_torch_thread
+from talkinghead.turns import PoserLocks
 
 log = logging.getLogger(__name__)
 
 
 class SmoothSource:
     """`frame_at(t)` for the renderer; two worker threads keep keyframes and faces ready.
+
+    One class of ~300 lines, on purpose: frame_at and the making of a face or a keyframe share the face
+    caches, the faces made for coming frames, the character's number and the condition the workers wait on;
+    split apart, each half would reach into the other's state under the other's lock. What to make next is
+    schedule.py's, stopping work cancellation.py's, the blend and the composite compose.py's.
 
     pose_at(t): the (face-quantised) pose the animator shows at t; base_pose_at(t): the same with its resting
     face (keyframes are rendered with it); generation(): a number that changes whenever the future does;
@@ -84,6 +90,18 @@ class SmoothSource:
         """The number the current character's frames carry in their meta ("character")."""
         return self._image_version
 
+    def stats(self) -> dict:
+        """What /stats says of the smooth stream."""
+        return {"keyframes_rendered": self.keyframes_rendered, "keyframe_ms": round(self.last_keyframe_ms, 1),
+                "keyframes": {"stored": len(self.keyframes), "rendered": self.keyframes_rendered,
+                              "loaded_from_disk": self.keyframes_loaded,
+                              "recalled_from_disk": self.keyframes_recalled, "evicted": self.keyframes.evicted,
+                              "megabytes": round(self.keyframes.nbytes / 2 ** 20, 1),
+                              "frame_error": round(self.last_blend_error, 4)},
+                "face_cache": {"entries": len(self.faces), "hits": self.faces.hits,
+                               "misses": self.faces.misses},
+                "stale_face_frames": self.stale_frames}
+
     # -- control -----------------------------------------------------------------------------------------
     def start(self) -> None:
         self.scheduler.start()
@@ -92,6 +110,11 @@ class SmoothSource:
         self.scheduler.pause()
 
     def close(self) -> None:
+        """Stop for good: the workers' runs in progress end early (their networks may be shared with other
+        avatars, which wait for their turn), the threads end, and keyframes still loading from disk stop."""
+        self._cancellation.stop_for_new_image()
+        with self._lock:
+            self._image_version += 1
         self.scheduler.close()
 
     def event(self, urgent: bool = True) -> None:

@@ -18,6 +18,7 @@ dropped when the image or the networks change. `cache_stages = False` turns it o
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -156,18 +157,30 @@ class Poser:
             # Only the editor's network part is a "network" here (a backend may run it); its warp and blend
             # stay in torch, where the smooth stream applies blended changes to new faces the same way.
             self.networks["editor"] = EditorChanges(self.networks["editor"])
+        self.cache_stages = True  # stage caching in _run (pose/render); see the module docstring
+        self._own_image()
+
+    def _own_image(self) -> None:
+        """The character's part of the poser (what with_own_image does not share): the image, what was computed
+        from it, the stage caches and their statistics."""
         self.last_timings: dict[str, float] = {}
         self._pending_timings: dict[str, float] = {}
         self._rgba: np.ndarray | None = None
         self._image: Tensor | None = None  # (1, 4, 512, 512) on device
         self._eyebrow_layers: tuple[Tensor, Tensor] | None = None  # (eyebrow, background), cached per image
-        # Stage caching in _run (pose/render); see the module docstring.
-        self.cache_stages = True
         self.stage_runs: Counter[str] = Counter()  # stage -> times it was computed (not served from the cache)
         self.last_cached: tuple[str, ...] = ()  # the stages the last frame took from the cache
         self._stage_cache = {stage: _LRU(size) for stage, size in STAGE_CACHE_SIZES.items()}
         self._cache_networks: tuple[int, ...] = ()  # identity of the networks the cached outputs came from
         self._last_face: tuple[bytes, Tensor] | None = None  # the last face key and its full image
+
+    def with_own_image(self) -> "Poser":
+        """A poser for another character on the same networks: the very modules, in the same `networks` dict
+        (a backend swapped in later serves both; no copy of the weights), with its own image and caches. The
+        networks are run by one caller at a time (talkinghead.turns)."""
+        twin = copy.copy(self)
+        twin._own_image()
+        return twin
 
     @classmethod
     def load(cls, models_dir: Path | str = weights.MODELS_DIR, variant: str = "separable_float",
