@@ -137,7 +137,7 @@ export class GroupView {
      * @param {{id: string, members: object[]}} group from groupMembers()
      * @param {boolean} showAll every member, else the speaker only
      * @param {string|null} speaker the avatar file of who speaks (or spoke last)
-     * @param {boolean} force ask the server again (it may have restarted, or been upgraded)
+     * @param {boolean} force ask the server again (it may have restarted)
      */
     async sync(group, showAll, speaker, force) {
         if (this.groupId !== group.id) {
@@ -145,7 +145,9 @@ export class GroupView {
             this.groupId = group.id;
             this.capped = null;
         }
-        if (force || this.supported === null) {
+        // Asked once per connection (a 404 shows in the browser's console), and again on `force` when the
+        // server has avatars (they may be gone after a restart).
+        if (this.supported === null || (force && this.supported)) {
             if (!(await this.probe())) {
                 await this.clear();
                 return null;
@@ -326,6 +328,11 @@ export class GroupView {
             await this.drop(avatar);
         }
         this.groupId = null;
+    }
+
+    /** The server may have changed (it was down and is back): ask again whether it has avatars. */
+    recheck() {
+        this.supported = null;
     }
 
     /** Forget everything without asking the server (the extension now talks to another server). */

@@ -83,7 +83,10 @@ function serverConfig() {
 
 const server = new Server(serverConfig);
 const connection = new Connection(server, {
-    onUp: () => refresh({ force: true }),
+    onUp: () => {
+        group.recheck();
+        refresh({ force: true });
+    },
     onStatus: (text) => showStatus(),
     toast: (kind, text) => toast(kind, text),
 });
