@@ -159,8 +159,11 @@ def test_group_of_three_each_member_its_own_avatar_in_real_sillytavern(version, 
         for name, (text, emotion) in lines.items():
             chat(f"/sendas name={name} {text}")
             expected[ids[name]] = emotion
-            wait_for(lambda: all(avatars(api)[i]["emotion"] == e for i, e in expected.items()), 60,
-                     f"{name}'s emotion {emotion} (others unchanged)")
+            try:
+                wait_for(lambda: all(avatars(api)[i]["emotion"] == e for i, e in expected.items()), 60,
+                         f"{name}'s emotion {emotion} (others unchanged)")
+            except AssertionError as e:
+                raise AssertionError(f"{e}: avatars {avatars(api)}, requests {history()[-8:]}") from None
         listed = avatars(api)
         assert [listed[ids[n]]["emotion"] for n in ("Alice", "Bob", "Carol")] == ["joy", "anger", "gratitude"], listed
         wait_for(lambda: [t["speaking"] for t in chrome.execute_script(TILES)] == [False, False, True], 10,
