@@ -9,7 +9,8 @@ SillyTavernApp: same install, same servers, same browser): three characters with
 SillyTavern's own API, a group of them, Visual Novel mode on: three avatars on the server and three <img>
 streaming; each member's message sets that member's emotion only; the TTS clip of one member makes that
 member's avatar talk (lip-sync on its own route) and no other; the setting "the one who speaks" shows one
-stream; leaving the group deletes the members' avatars. A screenshot of the group view is saved as
+stream; leaving the group deletes the members' avatars; with the server's avatars nearly all taken (the cap)
+one notification and only the speaker. A screenshot of the group view is saved as
 test-artifacts/sillytavern-group-<version>.png.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import io
 import shutil
 import subprocess
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -98,6 +100,13 @@ return [...document.querySelectorAll('#talkinghead_extras_panel img.th-extras-me
 """
 
 
+def avatar_request(api: str, method: str, avatar_id: str) -> int:
+    """PUT or DELETE /api/talkinghead/avatars/<id> from the test (another client): the status."""
+    request = urllib.request.Request(f"{api}/api/talkinghead/avatars/{avatar_id}", method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status
+
+
 def avatars(api: str) -> dict[str, dict]:
     """GET /api/talkinghead/avatars: id → its entry."""
     return {a["id"]: a for a in http_json(api + "/api/talkinghead/avatars")["avatars"]}
@@ -106,7 +115,9 @@ def avatars(api: str) -> dict[str, dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("version", VERSIONS)
 def test_group_of_three_each_member_its_own_avatar_in_real_sillytavern(version, tmp_path, require_weights, chrome):
-    with sillytavern_app(version, tmp_path, chrome, name=f"sillytavern-group-{version}") as app:
+    # Room for the default avatar, the three members and one more: the cap is reached in step 6.
+    with sillytavern_app(version, tmp_path, chrome, name=f"sillytavern-group-{version}",
+                         server_args=["--talkinghead-max-avatars", "5"]) as app:
         api, chat, history = app.api, app.chat, app.history
         assert app.install.returncode == 0, app.install.stderr
         app.open()
@@ -223,3 +234,22 @@ def test_group_of_three_each_member_its_own_avatar_in_real_sillytavern(version, 
             "document.querySelectorAll('img.th-extras-member-feed').length === 0 && "
             "document.getElementById('talkinghead_extras_feed').src.endsWith('/api/talkinghead/result_feed')"), 60,
             "Seraphina on the default avatar")
+
+        # 6. The avatar cap: other clients hold all but two of the server's avatars. Back in the group (Visual
+        # Novel mode still on, showing all again): one notification that says the cap, and only the speaker.
+        cap = http_json(api + "/api/talkinghead/avatars")["max_avatars"]
+        fillers = [f"other-client-{i}" for i in range(cap - 3)]
+        assert all(avatar_request(api, "PUT", f) == 201 for f in fillers)
+        chrome.execute_script("$('#th_extras_group_show').val('auto').trigger('change')")
+        chat("/go Trio")
+        toasts = "return [...document.querySelectorAll('#toast-container .toast')].map(t => t.textContent)"
+        capped = wait_for(lambda: [t for t in chrome.execute_script(toasts) if "avatars" in t], 60, "the cap's toast")
+        assert len(capped) == 1 and f"at most {cap} avatars" in capped[0] and "only the character who speaks" in capped[0] \
+            and "--talkinghead-max-avatars=4" in capped[0], capped
+        speaker = chrome.execute_script("return window.TalkingheadExtras.state.speakerAvatar")
+        speaker_name = next(n for n, f in files.items() if f == speaker)
+        wait_for(lambda: [(t["key"], t["width"]) for t in chrome.execute_script(TILES)] == [(ids[speaker_name], 512)],
+                 60, f"only {speaker_name}'s tile")
+        assert set(avatars(api)) == {"default", *fillers, ids[speaker_name]}  # the others' room given back
+        for f in fillers:
+            avatar_request(api, "DELETE", f)

@@ -146,12 +146,14 @@ export class GroupView {
             this.capped = null;
         }
         // Asked once per connection (a 404 shows in the browser's console), and again on `force` when the
-        // server has avatars (they may be gone after a restart).
+        // server has avatars (they may be gone after a restart: those are made again).
         if (this.supported === null || (force && this.supported)) {
-            if (!(await this.probe())) {
+            const listed = await this.probe();
+            if (!listed) {
                 await this.clear();
                 return null;
             }
+            this.forget(this.ids().filter((id) => !listed.has(id)));
         }
         if (!this.supported) {
             return null;
@@ -165,22 +167,18 @@ export class GroupView {
         }
         const all = showAll && this.capped !== group.id;
         const wanted = membersToShow(group.members, all, speaker);
-        const shown = [];
-        for (const member of wanted) {
+        const speaking = membersToShow(group.members, false, speaker)[0];
+        // Too few places left for the members without an avatar: only the speaker, before any is made.
+        const missing = wanted.filter((m) => !this.avatars.has(m.avatar)).length;
+        if (all && missing > 1 && missing > await this.room()) {
+            return this.onlySpeaker(group, showAll, speaker);
+        }
+        const shown = new Set();
+        // The speaker first: the one to show should the others not fit.
+        for (const member of [speaking, ...wanted.filter((m) => m !== speaking)].filter((m) => wanted.includes(m))) {
             let made = await this.ensure(member, force);
             if (made === 'full' && all) {
-                this.capped = group.id;
-                this.toast('warning', `The talkinghead server holds at most ${this.maxAvatars ?? 'a few'} avatars ` +
-                    `(the default one included), too few for the ${group.members.length} members of this group: ` +
-                    'showing only the character who speaks. Start the server with ' +
-                    `--talkinghead-max-avatars=${group.members.length + 1} (or more) to see them all.`);
-                const keep = membersToShow(group.members, false, speaker)[0].avatar;
-                for (const avatar of [...this.avatars.keys()]) {
-                    if (avatar !== keep) {
-                        await this.drop(avatar); // room for other tabs and clients
-                    }
-                }
-                return this.sync(group, showAll, speaker, false);
+                return this.onlySpeaker(group, showAll, speaker);
             }
             if (made === 'full') {
                 // Speaker only: make room among our own avatars of members not shown, then try once more.
@@ -196,37 +194,69 @@ export class GroupView {
                 return null;
             }
             if (made === 'ok') {
-                shown.push({ avatar: member.avatar, id: this.avatars.get(member.avatar).id, name: member.name });
+                shown.add(member.avatar);
             }
         }
-        this.shown = shown;
-        return shown.length ? shown : null;
+        this.shown = wanted.filter((m) => shown.has(m.avatar))
+            .map((m) => ({ avatar: m.avatar, id: this.avatars.get(m.avatar).id, name: m.name }));
+        return this.shown.length ? this.shown : null;
     }
 
-    /** Does the server have avatars? Learns max_avatars too. False when it is down. */
+    /** The group's members do not all fit under the server's cap: say so once, give back the room of our
+     * avatars but the speaker's, and show only the speaker from now on. */
+    async onlySpeaker(group, showAll, speaker) {
+        this.capped = group.id;
+        this.toast('warning', `The talkinghead server holds at most ${this.maxAvatars ?? 'a few'} avatars ` +
+            `(the default one included), too few for the ${group.members.length} members of this group: ` +
+            'showing only the character who speaks. Start the server with ' +
+            `--talkinghead-max-avatars=${group.members.length + 1} (or more) to see them all.`);
+        const keep = membersToShow(group.members, false, speaker)[0].avatar;
+        for (const avatar of [...this.avatars.keys()]) {
+            if (avatar !== keep) {
+                await this.drop(avatar); // room for other tabs and clients
+            }
+        }
+        return this.sync(group, showAll, speaker, false);
+    }
+
+    /** How many more avatars the server takes now (Infinity when it does not say). */
+    async room() {
+        const response = await this.call('/api/talkinghead/avatars', {}, { quiet: true }).catch(() => null);
+        const listed = response ? await response.json().catch(() => null) : null;
+        if (!Array.isArray(listed?.avatars) || !Number.isFinite(listed?.max_avatars)) {
+            return Infinity;
+        }
+        this.maxAvatars = listed.max_avatars;
+        return listed.max_avatars - listed.avatars.length;
+    }
+
+    /** Does the server have avatars? Learns max_avatars too. Resolves with the ids it holds (empty for a
+     * server without avatars), or null when it is down. */
     async probe() {
         try {
             const response = await this.call('/api/talkinghead/avatars', {}, { quiet: true });
             if (!response) {
-                return false;
+                return null;
             }
             const listed = await response.json();
             this.supported = Array.isArray(listed?.avatars);
             this.maxAvatars = Number.isFinite(listed?.max_avatars) ? listed.max_avatars : null;
+            return new Set((listed?.avatars || []).map((a) => a.id));
         } catch (error) {
             if (!(error instanceof ServerError) || error.kind !== 'missing') {
                 throw error;
             }
             this.supported = false; // an older server: one character at a time
+            return new Set();
         }
-        return true;
     }
 
     /** The member's avatar exists on the server with its image: 'ok', 'full' (429), 'rejected' (its image
-     * refused: said once, not shown), 'down'. */
+     * refused: said once, not shown), 'down'. Made with the image in one request; one already there (another
+     * tab's, or ours before a reload) gets the image loaded once per page. */
     async ensure(member, force) {
         const known = this.avatars.get(member.avatar);
-        if (known?.loaded && !force) {
+        if (known?.loaded) {
             return 'ok';
         }
         if (this.rejected.has(member.avatar) && !force) {
@@ -234,56 +264,55 @@ export class GroupView {
         }
         const id = known?.id ?? avatarIdFor(member.avatar);
         const base = GroupView.base(id);
-        let created;
+        const entry = known ?? { id, name: member.name, loaded: false, emotion: null };
         try {
-            created = await this.call(base, { method: 'PUT' });
+            const image = await this.image(member.character);
+            const form = () => {
+                const body = new FormData();
+                body.append('file', new File([image.blob], 'talkinghead.png', { type: 'image/png' }));
+                return body;
+            };
+            let made;
+            try {
+                const body = form();
+                body.append('id', id);
+                made = await this.call('/api/talkinghead/avatars', { method: 'POST', body });
+            } catch (error) {
+                if (!(error instanceof ServerError && error.status === 409)) {
+                    throw error;
+                }
+                this.avatars.set(member.avatar, entry);
+                made = await this.call(`${base}/load`, { method: 'POST', body: form() });
+            }
+            if (!made) {
+                return 'down';
+            }
+            this.avatars.set(member.avatar, entry);
+            const config = await this.config(image.folder, image.fromSprite);
+            await this.call(`${base}/load_emotion_templates`, { method: 'POST', json: config.emotions }, { quiet: true })
+                .catch((e) => console.debug(`[talkinghead] ${image.folder}/_emotions.json: ${e.message}`));
+            await this.call(`${base}/load_animator_settings`, { method: 'POST', json: config.animator }, { quiet: true })
+                .catch((e) => console.debug(`[talkinghead] ${image.folder}/_animator.json: ${e.message}`));
+            entry.loaded = true;
+            this.rejected.delete(member.avatar);
         } catch (error) {
             if (error instanceof ServerError && error.status === 429) {
                 return 'full';
             }
+            if (error instanceof ServerError && error.kind === 'rejected') {
+                if (!this.rejected.has(member.avatar)) {
+                    this.rejected.add(member.avatar);
+                    this.toast('warning', `The server could not use ${member.name}'s image: ` +
+                        `${error.message.replace(/^.*?: \d+ /, '')}. Give the character a 512×512 transparent PNG ` +
+                        'sprite named "talkinghead" (Character Expressions → upload).');
+                }
+                await this.drop(member.avatar);
+                return 'rejected';
+            }
             throw error;
         }
-        if (!created) {
-            return 'down';
-        }
-        const entry = known ?? { id, name: member.name, loaded: false, emotion: null };
-        this.avatars.set(member.avatar, entry);
-        // 201: made just now, with the default character. 200: it was there (another tab, or ours before a
-        // reload): its image may not be this member's, so it is loaded once per page all the same.
-        if (created.status === 201) {
-            entry.loaded = false;
-        }
-        if (!entry.loaded) {
-            try {
-                const image = await this.image(member.character);
-                const form = new FormData();
-                form.append('file', new File([image.blob], 'talkinghead.png', { type: 'image/png' }));
-                if (!(await this.call(`${base}/load`, { method: 'POST', body: form }))) {
-                    return 'down';
-                }
-                const config = await this.config(image.folder, image.fromSprite);
-                await this.call(`${base}/load_emotion_templates`, { method: 'POST', json: config.emotions }, { quiet: true })
-                    .catch((e) => console.debug(`[talkinghead] ${image.folder}/_emotions.json: ${e.message}`));
-                await this.call(`${base}/load_animator_settings`, { method: 'POST', json: config.animator }, { quiet: true })
-                    .catch((e) => console.debug(`[talkinghead] ${image.folder}/_animator.json: ${e.message}`));
-                entry.loaded = true;
-                this.rejected.delete(member.avatar);
-            } catch (error) {
-                if (error instanceof ServerError && error.kind === 'rejected') {
-                    if (!this.rejected.has(member.avatar)) {
-                        this.rejected.add(member.avatar);
-                        this.toast('warning', `The server could not use ${member.name}'s image: ` +
-                            `${error.message.replace(/^.*?: \d+ /, '')}. Give the character a 512×512 transparent PNG ` +
-                            'sprite named "talkinghead" (Character Expressions → upload).');
-                    }
-                    await this.drop(member.avatar);
-                    return 'rejected';
-                }
-                throw error;
-            }
-        }
         if (entry.emotion) {
-            // A new avatar (the server restarted, the tab came back) keeps the member's last emotion.
+            // Made again (the server restarted, the tab came back): the member keeps its last emotion.
             await this.call(`${base}/set_emotion`, { method: 'POST', json: { emotion_name: entry.emotion } }).catch(() => {});
         }
         return 'ok';

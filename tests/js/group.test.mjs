@@ -11,8 +11,9 @@ const ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 /** The agreed avatar API, in memory: `call(path, options)` as index.js's call() answers. */
 class FakeServer {
-    constructor({ maxAvatars = 8, avatars = true, refuse = [] } = {}) {
+    constructor({ maxAvatars = 8, avatars = true, refuse = [], unlisted = 0 } = {}) {
         this.maxAvatars = maxAvatars;
+        this.unlisted = unlisted; // places another client takes between a listing and a PUT
         this.hasAvatars = avatars;
         this.refuse = new Set(refuse); // avatar ids whose image load is refused (400)
         this.avatars = new Map([['default', { emotion: 'neutral', loads: 0 }]]);
@@ -20,7 +21,7 @@ class FakeServer {
         this.call = (path, options = {}) => this.handle(path, options);
     }
 
-    async handle(path, { method = 'GET', json } = {}) {
+    async handle(path, { method = 'GET', json, body } = {}) {
         this.log.push(`${method} ${path}`);
         const fail = (status, kind) => {
             throw new ServerError(kind, `${method} ${path}: ${status} ${status === 429 ? `at most ${this.maxAvatars} avatars` : 'no'}`, status);
@@ -32,6 +33,23 @@ class FakeServer {
         if (path === '/api/talkinghead/avatars' && method === 'GET') {
             return ok(200, { avatars: [...this.avatars.keys()].map((id) => ({ id })), max_avatars: this.maxAvatars });
         }
+        if (path === '/api/talkinghead/avatars' && method === 'POST') {
+            // multipart: file (the image) and id
+            const id = body.get('id');
+            assert.match(id, ID);
+            assert.ok(body.get('file') instanceof Blob);
+            if (this.avatars.has(id)) {
+                fail(409, 'rejected');
+            }
+            if (this.avatars.size + this.unlisted >= this.maxAvatars) {
+                fail(429, 'rejected');
+            }
+            if (this.refuse.has(id)) {
+                fail(400, 'rejected');
+            }
+            this.avatars.set(id, { emotion: 'neutral', loads: 1 });
+            return ok(201, { id });
+        }
         const match = path.match(/^\/api\/talkinghead\/avatars\/([^/]+)(?:\/(.+))?$/);
         assert.ok(match, `unexpected request ${method} ${path}`);
         const id = decodeURIComponent(match[1]);
@@ -41,7 +59,7 @@ class FakeServer {
             if (this.avatars.has(id)) {
                 return ok(200, { id });
             }
-            if (this.avatars.size >= this.maxAvatars) {
+            if (this.avatars.size + this.unlisted >= this.maxAvatars) {
                 fail(429, 'rejected');
             }
             this.avatars.set(id, { emotion: 'neutral', loads: 0 });
@@ -96,6 +114,17 @@ function view(server, toasts = []) {
         toast: (kind, text) => toasts.push([kind, text]),
     });
 }
+
+test('an avatar already there (another tab, this page before a reload) gets the member image, once', async () => {
+    const server = new FakeServer();
+    await server.call(`/api/talkinghead/avatars/${avatarIdFor('Alice.png')}`, { method: 'PUT' });
+    const group = view(server);
+    await group.sync(groupMembers(context()), true, null, false);
+    assert.equal(server.avatars.get(avatarIdFor('Alice.png')).loads, 1);
+    await group.sync(groupMembers(context()), true, null, true);
+    assert.equal(server.avatars.get(avatarIdFor('Alice.png')).loads, 1);
+    assert.equal(server.log.filter((line) => line.startsWith('PUT')).length, 1); // the test's own
+});
 
 test('avatar ids are URL-safe, readable, stable and distinct', () => {
     const ids = ['Alice.png', 'alice.png', 'Bob the Brave.png', 'Caröl (2).png', '日本語.png', 'default.png',
@@ -181,11 +210,23 @@ test('past the cap: one clear toast, and only the speaker shows', async () => {
     const members = groupMembers(context());
     const shown = await group.sync(members, true, 'Caröl (2).png', false);
     assert.deepEqual(shown.map((m) => m.name), ['Carol']);
-    assert.deepEqual(server.members(), [avatarIdFor('Caröl (2).png')]); // the others' room given back
+    assert.deepEqual(server.members(), [avatarIdFor('Caröl (2).png')]);
+    assert.equal(server.log.filter((line) => line === 'POST /api/talkinghead/avatars').length, 1); // none made in vain
     assert.equal(toasts.length, 1);
     assert.match(toasts[0][1], /at most 3 avatars.*only the character who speaks.*--talkinghead-max-avatars=4/s);
     // The next speaker takes the room; no second toast.
     assert.deepEqual((await group.sync(members, true, 'Alice.png', false)).map((m) => m.name), ['Alice']);
+    assert.equal(toasts.length, 1);
+});
+
+test('room taken between the listing and the PUT: the speaker was made first and stays', async () => {
+    const server = new FakeServer({ maxAvatars: 4, unlisted: 1 }); // lists room for 3, takes 2
+    const toasts = [];
+    const group = view(server, toasts);
+    const shown = await group.sync(groupMembers(context()), true, 'Bob the Brave.png', false);
+    assert.deepEqual(shown.map((m) => m.name), ['Bob']);
+    assert.deepEqual(server.members(), [avatarIdFor('Bob the Brave.png')]); // the others' room given back
+    assert.equal(server.avatars.get(avatarIdFor('Bob the Brave.png')).loads, 1);
     assert.equal(toasts.length, 1);
 });
 
@@ -220,9 +261,7 @@ test('a restarted server: lost avatars are made again with their last emotion', 
     await group.sync(members, true, null, false);
     await group.setEmotion('Alice.png', 'joy');
     server.avatars = new Map([['default', { emotion: 'neutral', loads: 0 }]]); // restarted
-    const listed = new Set((await (await server.call('/api/talkinghead/avatars')).json()).avatars.map((a) => a.id));
-    group.forget(group.ids().filter((id) => !listed.has(id)));
-    await group.sync(members, true, null, false);
+    await group.sync(members, true, null, true); // force: the stream broke, or the heartbeat found them gone
     const alice = server.avatars.get(avatarIdFor('Alice.png'));
     assert.equal(alice.loads, 1);
     assert.equal(alice.emotion, 'joy');
