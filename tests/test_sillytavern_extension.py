@@ -589,8 +589,16 @@ class SillyTavernApp:
         send.clear()
         send.send_keys(text)
         # The send button is hidden while no chat API is connected (none is here); its handler runs
-        # the slash commands all the same.
-        self.chrome.execute_script("$('#send_but').trigger('click')")
+        # the slash commands all the same. A busy page may miss a click (the text stays in the box, its
+        # command's help open): click again then.
+        for _ in range(3):
+            self.chrome.execute_script("$('#send_but').trigger('click')")
+            try:
+                wait_for(lambda: send.get_attribute("value") == "", 5, "the chat box to be sent")
+                return
+            except AssertionError:
+                pass
+        raise AssertionError(f"SillyTavern did not send {text!r}")
 
     def failed(self, name: str):
         ARTIFACTS.mkdir(exist_ok=True)

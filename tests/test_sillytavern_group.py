@@ -10,7 +10,8 @@ SillyTavern's own API, a group of them, Visual Novel mode on: three avatars on t
 streaming; each member's message sets that member's emotion only; the TTS clip of one member makes that
 member's avatar talk (lip-sync on its own route) and no other; the setting "the one who speaks" shows one
 stream; leaving the group deletes the members' avatars; with the server's avatars nearly all taken (the cap)
-one notification and only the speaker. A screenshot of the group view is saved as
+one notification and only the speaker; a member whose sprites Character Expressions shows in Visual Novel mode
+takes its sprite's emotion. A screenshot of the group view is saved as
 test-artifacts/sillytavern-group-<version>.png.
 """
 from __future__ import annotations
@@ -253,3 +254,28 @@ def test_group_of_three_each_member_its_own_avatar_in_real_sillytavern(version, 
         assert set(avatars(api)) == {"default", *fillers, ids[speaker_name]}  # the others' room given back
         for f in fillers:
             avatar_request(api, "DELETE", f)
+
+        # 7. Character Expressions shows a member's sprites in Visual Novel mode (Alice gets Seraphina's): with
+        # the Emotion setting "follow Character Expressions when it shows a sprite", Alice's avatar takes the
+        # emotion of her sprite (classified by Character Expressions, not again by us).
+        for sprite in (app.user / "characters" / "Seraphina").glob("*.png"):
+            if sprite.stem != "talkinghead":
+                shutil.copy(sprite, app.user / "characters" / "Alice" / sprite.name)
+        app.open()  # Character Expressions lists a character's sprites once per page
+        chrome.execute_script("$('#th_extras_emotion_source').val('auto').trigger('change')")
+        chat("/go Trio")
+        wait_for(lambda: len(chrome.execute_script("return window.TalkingheadExtras.group.shown")) == 3, 120,
+                 "the three members again")
+        sprite = ("const h = [...document.querySelectorAll('#visual-novel-wrapper .expression-holder')]"
+                  ".find(h => h.getAttribute('data-avatar') === arguments[0]); const i = h && h.querySelector('img');"
+                  "return i && [i.getAttribute('data-expression'), i.getAttribute('src')]")
+        # (1.12.6 shows a member's sprite from its first message in the page on: until then we classify.)
+        for text, emotion in (("I am so happy today!", "joy"),
+                              ("I am terrified, something awful is hiding in the dark.", "fear")):
+            before = len(history())
+            chat(f"/sendas name=Alice {text}")
+            shown = wait_for(lambda: (x := chrome.execute_script(sprite, files["Alice"])) and emotion in (x[1] or "")
+                             and x, 60, f"Alice's {emotion} sprite in Visual Novel mode")
+            wait_for(lambda: avatars(api)[ids["Alice"]]["emotion"] == emotion, 30, f"Alice's avatar to follow {shown}")
+        calls = [h["path"] for h in history()[before:]]
+        assert f"/api/talkinghead/avatars/{ids['Alice']}/set_emotion" in calls and "/api/classify" not in calls, calls

@@ -109,7 +109,7 @@ export class GroupView {
         this.supported = null; // the server has /api/talkinghead/avatars (null: not asked yet)
         this.maxAvatars = null;
         this.groupId = null;
-        this.capped = null; // the group whose members did not all fit: it shows only the speaker
+        this.capped = null; // the group whose members did not all fit: it shows only the speaker (said once)
         /** avatar file → {id, name, loaded: bool, emotion: string|null}: the avatars we made on the server */
         this.avatars = new Map();
         this.shown = []; // the members shown now: [{avatar, id, name}]
@@ -143,7 +143,6 @@ export class GroupView {
         if (this.groupId !== group.id) {
             await this.clear();
             this.groupId = group.id;
-            this.capped = null;
         }
         // Asked once per connection (a 404 shows in the browser's console), and again on `force` when the
         // server has avatars (they may be gone after a restart: those are made again).
@@ -362,6 +361,7 @@ export class GroupView {
     /** The server may have changed (it was down and is back): ask again whether it has avatars. */
     recheck() {
         this.supported = null;
+        this.capped = null; // restarted, perhaps with a higher cap
     }
 
     /** Forget everything without asking the server (the extension now talks to another server). */

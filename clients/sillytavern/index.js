@@ -443,11 +443,18 @@ function isSprite(img) {
 function memberSprite(avatar) {
     for (const holder of document.querySelectorAll('#visual-novel-wrapper .expression-holder')) {
         if (holder.getAttribute('data-avatar') === avatar) {
-            const img = holder.querySelector('img.expression') || holder.querySelector('img');
+            const images = holder.querySelectorAll('img');
+            const img = images[images.length - 1]; // a sprite change fades in a copy after the old one
             return isSprite(img) ? img : null;
         }
     }
     return null;
+}
+
+/** The emotion a member's sprite shows: from its file name first (SillyTavern 1.19's Visual Novel mode sets
+ * data-expression on the sprite it replaces, so the one shown carries the label before), else its label. */
+function memberSpriteLabel(img) {
+    return img ? labelFromSprite(img.getAttribute('src') || '') ?? labelOfSprite(img) : null;
 }
 
 function followMemberExpressions(avatar) {
@@ -461,7 +468,7 @@ async function onMemberExpressions() {
         return;
     }
     for (const member of group.shown) {
-        const label = labelOfSprite(memberSprite(member.avatar));
+        const label = memberSpriteLabel(memberSprite(member.avatar));
         if (label && label !== state.memberExpressions.get(member.avatar)) {
             state.memberExpressions.set(member.avatar, label);
             await group.setEmotion(member.avatar, label);
