@@ -174,7 +174,8 @@ export class GroupView {
         }
         const shown = new Set();
         // The speaker first: the one to show should the others not fit.
-        for (const member of [speaking, ...wanted.filter((m) => m !== speaking)].filter((m) => wanted.includes(m))) {
+        const order = wanted.includes(speaking) ? [speaking, ...wanted.filter((m) => m !== speaking)] : wanted;
+        for (const member of order) {
             let made = await this.ensure(member, force);
             if (made === 'full' && all) {
                 return this.onlySpeaker(group, showAll, speaker);
