@@ -16,6 +16,7 @@ The install script's choice of folder is tested on its own, on fake SillyTavern 
 """
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import json
@@ -525,40 +526,127 @@ def start_sillytavern(version: str, st_dir: Path, tmp_path: Path, port: int, log
                                      start_new_session=True)), data_root, env
 
 
+class SillyTavernApp:
+    """One end-to-end setting: SillyTavern `version` (its own Node server) with our extension installed by our
+    script, our server (a real process, real weights, `server_args` added), the test's TTS endpoint, and the
+    app in `chrome`. Use through sillytavern_app(): start() waits for both servers, open() for the app with the
+    extension connected to ours."""
+
+    def __init__(self, version: str, tmp_path: Path, chrome, server_args=()):
+        require(not missing_tools(version), str(missing_tools(version)))  # the setup provides them
+        self.version, self.chrome, self.server_args = version, chrome, list(server_args)
+        self.started = time.monotonic()
+        self.st_dir = prepare_sillytavern(version)
+        self.api_port, st_port = free_port(), free_port()
+        self.api = f"http://127.0.0.1:{self.api_port}"
+        self.st_url = f"http://127.0.0.1:{st_port}"
+        self.tts = TtsEndpoint()
+        self.our_log, self.st_log = tmp_path / "server.log", tmp_path / "sillytavern.log"
+        self.launch, self.data_root, self.env = start_sillytavern(version, self.st_dir, tmp_path, st_port, self.st_log)
+        self.user = self.data_root / "default-user"
+        self.user.mkdir(parents=True)
+        (self.user / "settings.json").write_text(json.dumps(user_settings(self.st_dir, self.api, self.tts.url), indent=4))
+        # Installed with our script, as a user would: it finds the data root itself.
+        self.install = subprocess.run(["bash", str(INSTALL), str(self.st_dir)], capture_output=True, text=True,
+                                      timeout=60, env=self.env)
+        self.ours = self.st = None
+
+    def start(self):
+        """Both servers up; our server's /api/modules in self.modules."""
+        self.ours = start_process([sys.executable, "server.py", "--enable-modules=classify,talkinghead",
+                                   "--port", str(self.api_port), *self.server_args], REPO, self.our_log)
+        self.st = self.launch()
+        wait_for(lambda: urllib.request.urlopen(self.st_url + "/", timeout=5).status == 200, 120,
+                 f"SillyTavern to answer on {self.st_url}:\n{tail(self.st_log)}")
+        self.modules = wait_for(lambda: http_json(self.api + "/api/modules"), 300,
+                                f"our server on {self.api}:\n{tail(self.our_log)}", interval=1)
+        print(f"servers up after {time.monotonic() - self.started:.0f} s")
+
+    def open(self):
+        """The app loaded in the browser, the extension connected to our server; PAGE_HELPERS in the page."""
+        chrome = self.chrome
+        chrome.get(self.st_url + "/")
+        wait_for(lambda: chrome.execute_script("return !!(window.TalkingheadExtras && "
+                                               "document.querySelector('.th-extras-settings'))"), 90,
+                 "SillyTavern to load the extension")
+        wait_for(lambda: chrome.execute_script("return !document.getElementById('loader') && "
+                                               "!document.getElementById('preloader')"), 120,
+                 "SillyTavern to finish loading")
+        print(f"SillyTavern ready after {time.monotonic() - self.started:.0f} s")
+        chrome.execute_script(PAGE_HELPERS)
+        wait_for(lambda: chrome.execute_script("return window.TalkingheadExtras.connection.up"), 30,
+                 "the extension to connect to our server")
+
+    def history(self) -> list[dict]:
+        """The extension's last requests to our server."""
+        return self.chrome.execute_script("return window.TalkingheadExtras.server.history")
+
+    def chat(self, text: str):
+        """Type into the chat box and send, as a user would (slash commands too)."""
+        from selenium.webdriver.common.by import By
+
+        send = self.chrome.find_element(By.ID, "send_textarea")
+        send.clear()
+        send.send_keys(text)
+        # The send button is hidden while no chat API is connected (none is here); its handler runs
+        # the slash commands all the same. A busy page may miss a click (the text stays in the box, its
+        # command's help open): click again then.
+        for _ in range(3):
+            self.chrome.execute_script("$('#send_but').trigger('click')")
+            try:
+                wait_for(lambda: send.get_attribute("value") == "", 5, "the chat box to be sent")
+                return
+            except AssertionError:
+                pass
+        raise AssertionError(f"SillyTavern did not send {text!r}")
+
+    def failed(self, name: str):
+        ARTIFACTS.mkdir(exist_ok=True)
+        failure = ARTIFACTS / f"{name}-failure.png"
+        self.chrome.save_screenshot(str(failure))
+        print(f"failure screenshot: {failure}\n--- our server ---\n{tail(self.our_log)}"
+              f"\n--- SillyTavern ---\n{tail(self.st_log)}")
+
+    def close(self):
+        for process in (self.st, self.ours):
+            if process is not None:
+                stop_process(process)
+        self.tts.close()
+
+
+@contextlib.contextmanager
+def sillytavern_app(version: str, tmp_path: Path, chrome, name: str | None = None, server_args=()):
+    """A SillyTavernApp, started; on a failure a screenshot (test-artifacts/<name>-failure.png) and both
+    servers' logs; everything stopped at the end."""
+    app = SillyTavernApp(version, tmp_path, chrome, server_args)
+    try:
+        app.start()
+        yield app
+    except BaseException:
+        app.failed(name or f"sillytavern-{version}")
+        raise
+    finally:
+        app.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("version", VERSIONS)
 def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path, require_weights, chrome):
     from selenium.webdriver.common.by import By
     from talkinghead import weights
 
-    require(not missing_tools(version), str(missing_tools(version)))  # the setup provides them
-    started = time.monotonic()
-    st_dir = prepare_sillytavern(version)
-    api_port, st_port = free_port(), free_port()
-    api = f"http://127.0.0.1:{api_port}"
-    st_url = f"http://127.0.0.1:{st_port}"
-    tts = TtsEndpoint()
-    our_log, st_log = tmp_path / "server.log", tmp_path / "sillytavern.log"
-    launch, data_root, env = start_sillytavern(version, st_dir, tmp_path, st_port, st_log)
-    user = data_root / "default-user"
-    user.mkdir(parents=True)
-    (user / "settings.json").write_text(json.dumps(user_settings(st_dir, api, tts.url), indent=4))
+    with sillytavern_app(version, tmp_path, chrome) as app:
+        api, api_port, user, data_root, ours = app.api, app.api_port, app.user, app.data_root, app.ours
+        started, tts, history, chat = app.started, app.tts, app.history, app.chat
+        shot = ARTIFACTS / f"sillytavern-{version}.png"
+        # 1. Installed with our script, as a user would: it finds the data root itself (1.19.0: the npm
+        # install's user data folder; 1.12.6: config.yaml's dataRoot) and says so.
+        result = app.install
+        assert result.returncode == 0, result.stderr
+        assert f"data root: {data_root}" in result.stdout, result.stdout
+        assert (user / "extensions" / "talkinghead-extras" / "manifest.json").is_file(), result.stdout
+        print(result.stdout)
 
-    # 1. Installed with our script, as a user would: it finds the data root itself (1.19.0: the npm
-    # install's user data folder; 1.12.6: config.yaml's dataRoot) and says so.
-    result = subprocess.run(["bash", str(INSTALL), str(st_dir)], capture_output=True, text=True, timeout=60, env=env)
-    assert result.returncode == 0, result.stderr
-    assert f"data root: {data_root}" in result.stdout, result.stdout
-    assert (user / "extensions" / "talkinghead-extras" / "manifest.json").is_file(), result.stdout
-    print(result.stdout)
-
-    ours = start_process([sys.executable, "server.py", "--enable-modules=classify,talkinghead",
-                          "--port", str(api_port)], REPO, our_log)
-    st = launch()
-    shot = ARTIFACTS / f"sillytavern-{version}.png"
-    try:
-        wait_for(lambda: urllib.request.urlopen(st_url + "/", timeout=5).status == 200, 120,
-                 f"SillyTavern to answer on {st_url}:\n{tail(st_log)}")
         # Seraphina (one of SillyTavern's default characters) gets a talkinghead.png in her sprite folder (found
         # by file name: no expression label, so no classifier can pick it) and animator settings beside her
         # expression sprites: no sway, no blinking, slow breathing: near the mouth, little but the mouth moves.
@@ -569,39 +657,15 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
             {"sway_macro_strength": 0.0, "sway_micro_strength": 0.0, "blink_probability": 0.0,
              "breathing_cycle_duration": 60.0}))
         (sprites / "_emotions.json").write_text("{}")
-        modules = wait_for(lambda: http_json(api + "/api/modules"), 300, f"our server on {api}:\n{tail(our_log)}",
-                           interval=1)
+        modules = app.modules
         assert modules["modules"] == ["classify", "talkinghead"] and modules["server"] == "talkinghead-extras"
-        print(f"servers up after {time.monotonic() - started:.0f} s")
         box = mouth_box(api)  # Seraphina's talkinghead.png is the server's default character: same mouth
 
-        chrome.get(st_url + "/")
-        wait_for(lambda: chrome.execute_script("return !!(window.TalkingheadExtras && "
-                                               "document.querySelector('.th-extras-settings'))"), 90,
-                 "SillyTavern to load the extension")
-        wait_for(lambda: chrome.execute_script("return !document.getElementById('loader') && "
-                                               "!document.getElementById('preloader')"), 120,
-                 "SillyTavern to finish loading")
-        print(f"SillyTavern ready after {time.monotonic() - started:.0f} s")
-        chrome.execute_script(PAGE_HELPERS)
-        wait_for(lambda: chrome.execute_script("return window.TalkingheadExtras.connection.up"), 30,
-                 "the extension to connect to our server")
+        app.open()
         events = chrome.execute_script("return window.TalkingheadExtras.speech.events")
         assert events == (version != "1.12.6"), events  # TTS job events since 1.17
 
-        def history():
-            return chrome.execute_script("return window.TalkingheadExtras.server.history")
-
         # A character chat: Seraphina, opened as a user would (/go in the chat box).
-        send = chrome.find_element(By.ID, "send_textarea")
-
-        def chat(text: str):
-            send.clear()
-            send.send_keys(text)
-            # The send button is hidden while no chat API is connected (none is here); its handler runs
-            # the slash commands all the same.
-            chrome.execute_script("$('#send_but').trigger('click')")
-
         wait_for(lambda: chrome.execute_script("return SillyTavern.getContext().characters.length > 0"), 30,
                  "the character list")
         chat("/go Seraphina")
@@ -814,17 +878,6 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
         finally:
             other.close()
         print(f"end-to-end test on SillyTavern {version} took {time.monotonic() - started:.0f} s")
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        failure = ARTIFACTS / f"sillytavern-{version}-failure.png"
-        chrome.save_screenshot(str(failure))
-        print(f"failure screenshot: {failure}\n--- our server ---\n{tail(our_log)}"
-              f"\n--- SillyTavern ---\n{tail(st_log)}")
-        raise
-    finally:
-        stop_process(st)
-        stop_process(ours)
-        tts.close()
 
 
 class OtherProgram:

@@ -39,10 +39,11 @@ export class Server {
     }
 
     /**
-     * One request. `json` sends a JSON body; `body` sends as is (FormData, bytes) with `contentType`.
+     * One request. `json` sends a JSON body; `body` sends as is (FormData, bytes) with `contentType`;
+     * `keepalive` lets it finish after the page closes (no body).
      * Resolves with the Response when it is 2xx, else rejects with a ServerError.
      */
-    async request(path, { method = 'GET', json, body, contentType, query } = {}) {
+    async request(path, { method = 'GET', json, body, contentType, query, keepalive = false } = {}) {
         const headers = {};
         const key = String(this.config().key || '').trim();
         if (key) {
@@ -62,7 +63,7 @@ export class Server {
         }
         let response;
         try {
-            response = await fetch(url, { method, headers, body, cache: 'no-store' });
+            response = await fetch(url, { method, headers, body, cache: 'no-store', keepalive });
         } catch (error) {
             this.remember(method, path, 0, query);
             throw new ServerError('unreachable', `cannot reach ${this.baseUrl} (${error?.message || error})`);

@@ -3,6 +3,7 @@
 // Only SillyTavern.getContext() is used (no imports from SillyTavern's files), so it survives across versions.
 
 import { adviceFor, Connection, Server, ServerError } from './api.js';
+import { authorOf, GroupView, groupMembers, lastAuthor } from './group.js';
 import { Panel } from './panel.js';
 import { SpeechWatcher } from './speech.js';
 
@@ -25,6 +26,7 @@ const DEFAULTS = Object.freeze({
     emotionSource: 'auto', // auto | classify | expressions
     lipsync: true,
     pauseWhenHidden: true,
+    groupShow: 'auto', // group chats: auto (all members in Visual Novel mode, else the speaker) | all | speaker
 });
 const STREAM_POLL_MS = 500;
 const VERSION = '1.1.0'; // manifest.json's
@@ -42,9 +44,11 @@ const state = {
     speaking: false,
     synced: false, // the server follows the TTS clip's own track
     talk: null, // what we last told the server: 'start' | 'stop' | 'lipsync'
+    talkBase: null, // … and which avatar: '/api/talkinghead' (the default) or a group member's avatar
     streamTimer: null,
-    speakerAvatar: null, // group chats: who speaks now
+    speakerAvatar: null, // group chats: who speaks now (else spoke last), their avatar file
     expression: null, // the sprite label Character Expressions shows
+    memberExpressions: new Map(), // group chats: avatar file → the label its sprite shows
     configCache: new Map(), // sprite folder -> {emotions, animator} (_emotions.json / _animator.json)
     loadErrorShown: new Set(),
 };
@@ -79,7 +83,10 @@ function serverConfig() {
 
 const server = new Server(serverConfig);
 const connection = new Connection(server, {
-    onUp: () => refresh({ force: true }),
+    onUp: () => {
+        group.recheck();
+        refresh({ force: true });
+    },
     onStatus: (text) => showStatus(),
     toast: (kind, text) => toast(kind, text),
 });
@@ -227,8 +234,10 @@ async function applyRefresh(serial, force) {
     const character = active() ? currentCharacter() : null;
     if (!active()) {
         panel.setFeed(null);
+        panel.setTiles([]);
         panel.show(false);
         placeImage();
+        await group.clear().catch(() => {});
         if (state.character || force) {
             state.character = null;
             if (connection.up) {
@@ -245,6 +254,14 @@ async function applyRefresh(serial, force) {
             return;
         }
         force = true;
+    }
+    const members = groupMembers(context());
+    if (members && await showGroup(members, serial, force)) {
+        return;
+    }
+    if (!members && group.groupId !== null) {
+        panel.setTiles([]);
+        await group.clear().catch(() => {}); // the chat left the group
     }
     if (!character) {
         panel.setFeed(null);
@@ -295,10 +312,85 @@ async function applyRefresh(serial, force) {
     placeImage();
 }
 
-function feedUrl() {
+/** The stream of the default avatar, or of a group member's avatar `id`. */
+function feedUrl(id = null) {
     const own = settings();
     const query = own.format === 'jpeg' ? { format: 'jpeg', bg: String(own.background || '#ffffff').replace('#', '') } : null;
-    return server.url('/api/talkinghead/result_feed', query);
+    return server.url(id ? `${GroupView.base(id)}/result_feed` : '/api/talkinghead/result_feed', query);
+}
+
+/** The avatar shows something now: the chat's character on the default avatar, or group members. */
+function showing() {
+    return Boolean(state.character) || group.active;
+}
+
+// -- group chats -----------------------------------------------------------------------------------------
+
+const group = new GroupView({
+    call,
+    image: characterImage,
+    config: characterConfig,
+    toast: (kind, text) => toast(kind, text),
+});
+
+/** SillyTavern's Visual Novel mode is on (it shows every member of a group chat). */
+function visualNovelOn() {
+    const c = context();
+    return Boolean(c.groupId) && Boolean(c.powerUserSettings?.waifuMode ?? document.body.classList.contains('waifuMode'));
+}
+
+function showAllMembers() {
+    const show = settings().groupShow;
+    return show === 'all' || (show !== 'speaker' && visualNovelOn());
+}
+
+/** Who speaks in the group: who was drafted or last spoke, else the first member. */
+function groupSpeaker(members) {
+    const avatars = members.members.map((m) => m.avatar);
+    if (!avatars.includes(state.speakerAvatar)) {
+        state.speakerAvatar = lastAuthor(context().chat, members.members) ?? avatars[0] ?? null;
+    }
+    return state.speakerAvatar;
+}
+
+/** A group chat on avatars of its own, one per member shown; false: show the speaker on the default avatar
+ * (a server without avatars, or no room even for one). */
+async function showGroup(members, serial, force) {
+    let shown = null;
+    try {
+        shown = await group.sync(members, showAllMembers(), groupSpeaker(members), force);
+    } catch (error) {
+        console.debug('[talkinghead] group avatars', error);
+        await group.clear().catch(() => {});
+    }
+    if (!shown) {
+        panel.setTiles([]);
+        return false;
+    }
+    if (serial !== state.loadSerial) {
+        return true; // a newer refresh shows what is wanted now
+    }
+    panel.setFeed(null);
+    if (state.character || force) {
+        state.character = null; // the default avatar rests while the members show on their own
+        await call('/api/talkinghead/unload').catch(() => {});
+    }
+    panel.setName(members.name);
+    showTiles();
+    panel.show(true);
+    placeImage();
+    applyTalking();
+    onExpressionChanged();
+    return true;
+}
+
+function showTiles() {
+    const opened = panel.setTiles(group.shown.map((m) => ({
+        key: m.id, name: m.name, url: feedUrl(m.id), speaking: m.avatar === state.speakerAvatar && group.shown.length > 1,
+    })));
+    if (opened) {
+        feed.since = Date.now();
+    }
 }
 
 // -- emotion ---------------------------------------------------------------------------------------------
@@ -339,8 +431,57 @@ export function labelOfSprite(sprite) {
     return labelFromSprite(sprite.getAttribute('src') || '');
 }
 
+/** A sprite Character Expressions shows (not empty, not our stream). */
+function isSprite(img) {
+    const src = img?.getAttribute('src') || '';
+    return Boolean(src && !src.startsWith('data:') && !src.includes('/api/talkinghead/')
+        && !img.closest('.expression-holder.hidden'));
+}
+
+/** Character Expressions' sprite of a group member: its own holder in Visual Novel mode; null when it shows
+ * none. (Outside that mode its one sprite follows whoever spoke last, a message late: members classify.) */
+function memberSprite(avatar) {
+    for (const holder of document.querySelectorAll('#visual-novel-wrapper .expression-holder')) {
+        if (holder.getAttribute('data-avatar') === avatar) {
+            const images = holder.querySelectorAll('img');
+            const img = images[images.length - 1]; // a sprite change fades in a copy after the old one
+            return isSprite(img) ? img : null;
+        }
+    }
+    return null;
+}
+
+/** The emotion a member's sprite shows: from its file name first (SillyTavern 1.19's Visual Novel mode sets
+ * data-expression on the sprite it replaces, so the one shown carries the label before), else its label. */
+function memberSpriteLabel(img) {
+    return img ? labelFromSprite(img.getAttribute('src') || '') ?? labelOfSprite(img) : null;
+}
+
+function followMemberExpressions(avatar) {
+    const source = settings().emotionSource;
+    return source === 'expressions' || (source === 'auto' && Boolean(memberSprite(avatar)));
+}
+
+/** Group members follow their own sprites' emotions (where Character Expressions shows them). */
+async function onMemberExpressions() {
+    if (!active() || settings().emotionSource === 'classify') {
+        return;
+    }
+    for (const member of group.shown) {
+        const label = memberSpriteLabel(memberSprite(member.avatar));
+        if (label && label !== state.memberExpressions.get(member.avatar)) {
+            state.memberExpressions.set(member.avatar, label);
+            await group.setEmotion(member.avatar, label);
+        }
+    }
+}
+
 async function onExpressionChanged() {
     dropStrayFeeds();
+    if (group.active) {
+        await onMemberExpressions();
+        return;
+    }
     const sprite = document.querySelector('#expression-holder img.expression');
     const label = labelOfSprite(sprite);
     placeImage();
@@ -371,15 +512,31 @@ async function onCharacterMessage(messageId) {
     if (!message || message.is_user || message.is_system || !message.mes || message.mes === '...') {
         return;
     }
-    if (c.groupId && message.original_avatar && message.original_avatar !== state.character?.key) {
-        state.speakerAvatar = message.original_avatar;
-        await refresh();
+    const author = c.groupId ? authorOf(message) : null;
+    if (author) {
+        state.speakerAvatar = author;
+        await refresh(); // the speaker shows (the one shown, or the one highlighted)
     }
     await state.loading?.catch(() => {});
-    if (!connection.up || !state.character || followExpressions()) {
-        return; // Character Expressions classifies it; its sprite change sets the emotion
+    if (!connection.up) {
+        return;
     }
     const text = classifyText(message.mes);
+    if (group.active) {
+        // Each member's emotion follows their own messages.
+        if (!author || !group.shownId(author) || followMemberExpressions(author) || !text) {
+            return;
+        }
+        const response = await call('/api/classify', { method: 'POST', json: { text } }).catch(() => null);
+        const label = response ? (await response.json().catch(() => null))?.classification?.[0]?.label : null;
+        if (label) {
+            await group.setEmotion(author, label);
+        }
+        return;
+    }
+    if (!state.character || followExpressions()) {
+        return; // Character Expressions classifies it; its sprite change sets the emotion
+    }
     if (text) {
         // The server sets the avatar's emotion to the top label itself.
         await call('/api/classify', { method: 'POST', json: { text } }).catch(() => {});
@@ -396,14 +553,36 @@ function wantedTalk() {
     return state.streaming ? 'start' : 'stop';
 }
 
+/** The avatar that talks: the default one, or in a group the speaker's (null: nobody shown). */
+function talkBase() {
+    if (!active()) {
+        return null;
+    }
+    if (group.active) {
+        const id = group.shownId(state.speakerAvatar);
+        return id ? GroupView.base(id) : null;
+    }
+    return state.character ? '/api/talkinghead' : null;
+}
+
 async function applyTalking() {
+    const base = talkBase();
+    if (base !== state.talkBase) {
+        // Another member speaks now: the one before stops (a lip-sync track plays out on its own).
+        const [previous, was] = [state.talkBase, state.talk];
+        state.talkBase = base;
+        state.talk = null;
+        if (previous && was === 'start') {
+            await call(`${previous}/stop_talking`).catch(() => {});
+        }
+    }
     const want = wantedTalk();
-    if (want === state.talk || !active() || !state.character) {
+    if (!base || want === state.talk) {
         return;
     }
     state.talk = want;
     if (want !== 'lipsync') {
-        await call(`/api/talkinghead/${want}_talking`).catch(() => {});
+        await call(`${base}/${want}_talking`).catch(() => {});
     }
 }
 
@@ -435,29 +614,30 @@ function onGenerationEnded() {
     pollStreaming();
 }
 
-/** Group chats: the character TTS speaks for (by name) is the one to show. */
+/** Group chats: the character TTS speaks for (by name) is the speaker: shown, and the one who talks. */
 async function showSpeaker(characterName) {
-    const c = context();
-    if (!c.groupId || !characterName) {
-        return;
-    }
-    const group = (c.groups || []).find((g) => g.id === c.groupId);
-    const speaker = (c.characters || []).find((x) => x.name === characterName && (group?.members || []).includes(x.avatar));
-    if (speaker && speaker.avatar !== state.character?.key) {
+    const members = groupMembers(context());
+    const speaker = characterName ? members?.members.find((m) => m.name === characterName) : null;
+    if (speaker && (speaker.avatar !== state.speakerAvatar || (!group.active && speaker.avatar !== state.character?.key))) {
         state.speakerAvatar = speaker.avatar;
         await refresh();
     }
+    await state.loading?.catch(() => {});
 }
 
 const speech = new SpeechWatcher({
-    enabled: () => settings().lipsync && active() && connection.up && Boolean(state.character),
+    enabled: () => settings().lipsync && active() && connection.up && showing(),
     ttsSettings: () => context().extensionSettings?.tts || {},
     beforeSpeak: (characterName) => showSpeaker(characterName).catch(() => {}),
     send: async (bytes, offsetMs, rate) => {
         try {
             // offset_ms: how far the clip has played (in the clip's own time); rate: its playback rate
             // (SillyTavern's TTS "playback_rate"), so the track plays as fast as the audio.
-            const answer = await call('/api/talkinghead/lipsync', {
+            const base = talkBase();
+            if (!base) {
+                return 'rejected';
+            }
+            const answer = await call(`${base}/lipsync`, {
                 method: 'POST', body: bytes, contentType: 'application/octet-stream',
                 query: { start: 'now', offset_ms: Math.round(offsetMs), rate: Math.round(Math.min(4, Math.max(0.25, rate || 1)) * 100) / 100 },
             });
@@ -505,7 +685,7 @@ function visualNovelMode() {
  * stream from the server. Blank and remove them. */
 function dropStrayFeeds() {
     for (const img of document.querySelectorAll(`img#${panel.img.id}, img[src*="/api/talkinghead/result_feed"]`)) {
-        if (img !== panel.img) {
+        if (img !== panel.img && !panel.root.contains(img)) {
             img.removeAttribute('src');
             img.remove();
         }
@@ -520,7 +700,7 @@ function placeImage() {
     panel.root.classList.toggle('th-extras-lent', Boolean(holder));
     if (holder) {
         panel.show(false);
-    } else if (active() && state.character) {
+    } else if (active() && showing()) {
         panel.show(true);
     }
 }
@@ -552,7 +732,8 @@ function thCommand(_args, value) {
     if (word === 'on' || word === 'off') {
         setEnabled(word === 'on');
     } else if (word === 'status') {
-        return `${connection.describe()}; showing ${state.character?.name ?? 'nobody'}`;
+        const who = group.active ? group.shown.map((m) => m.name).join(', ') : state.character?.name;
+        return `${connection.describe()}; showing ${who || 'nobody'}`;
     } else if (!word) {
         setEnabled(!settings().enabled);
     } else {
@@ -674,6 +855,11 @@ async function addSettingsUi() {
         own.lipsync = this.checked;
         saveSettings();
     });
+    $('#th_extras_group_show').val(own.groupShow).on('change', function () {
+        own.groupShow = ['auto', 'all', 'speaker'].includes(this.value) ? this.value : 'auto';
+        saveSettings();
+        refresh();
+    });
     $('#th_extras_pause_hidden').prop('checked', own.pauseWhenHidden).on('change', function () {
         own.pauseWhenHidden = this.checked;
         saveSettings();
@@ -690,6 +876,8 @@ async function addSettingsUi() {
 
 function reconnect() {
     state.character = null;
+    panel.setTiles([]);
+    group.reset(); // another server: it has none of our avatars
     connection.toastShown = false;
     panel.setFeed(null);
     connection.check().then((up) => up && refresh({ force: true }));
@@ -697,7 +885,9 @@ function reconnect() {
 
 function refreshFeed() {
     panel.setFeed(null);
-    if (active() && connection.up && state.character) {
+    if (active() && connection.up && group.active) {
+        showTiles(); // new URLs: new streams
+    } else if (active() && connection.up && state.character) {
         showFeed();
     }
 }
@@ -718,6 +908,7 @@ const panel = new Panel({
         setEnabled(false);
         toast('info', 'Avatar hidden. /th on (or Extensions → Talkinghead) shows it again.');
     },
+    onTileError: () => streamBroke(),
 });
 
 const feed = { since: 0, failures: 0, timer: null, toastShown: false };
@@ -732,16 +923,23 @@ function showFeed() {
 }
 
 panel.img.addEventListener('error', () => {
-    // The stream broke: the server stopped (the connection finds out and retries), or the stream itself
-    // fails. Reconnect with back-off, never in a tight loop; a stream that ran a while starts over at 1 s.
-    if (!panel.streaming || !active() || feed.timer) {
+    if (panel.streaming) {
+        panel.setFeed(null);
+        streamBroke();
+    }
+});
+
+/** A stream broke (the panel's, or a group member's tile): the server stopped (the connection finds out and
+ * retries), or the stream itself fails. Reconnect with back-off, never in a tight loop; a stream that ran a
+ * while starts over at 1 s. */
+function streamBroke() {
+    if (!active() || feed.timer) {
         return;
     }
     if (Date.now() - feed.since > 10000) {
         feed.failures = 0;
     }
     feed.failures += 1;
-    panel.setFeed(null);
     panel.setStatus('The stream stopped; reconnecting…');
     if (feed.failures === 3 && !feed.toastShown) {
         feed.toastShown = true;
@@ -755,14 +953,28 @@ panel.img.addEventListener('error', () => {
             refresh({ force: true });
         }
     }, delay);
-});
+}
 
 const HEARTBEAT_MS = 10000;
 
 /** Every 10 s while the avatar shows: is the server still there (a closed stream does not always say so),
  * and still animating (another tab's hide, or a restarted server, may have paused or replaced it)? */
 async function heartbeat() {
-    if (!active() || !connection.up || !state.character || state.loading === null) {
+    if (!active() || !connection.up || !showing() || state.loading === null) {
+        return;
+    }
+    if (group.active) {
+        // A restarted server has lost the members' avatars: make them again.
+        const response = await call('/api/talkinghead/avatars', {}, { quiet: true }).catch(() => null);
+        const listed = response ? await response.json().catch(() => null) : null;
+        if (Array.isArray(listed?.avatars)) {
+            const present = new Set(listed.avatars.map((a) => a.id));
+            const lost = group.ids().filter((id) => !present.has(id));
+            if (lost.length) {
+                group.forget(lost);
+                refresh();
+            }
+        }
         return;
     }
     const response = await call('/api/talkinghead/stats', {}, { quiet: true }).catch(() => null);
@@ -779,6 +991,7 @@ function init() {
     on(events.CHAT_CHANGED, () => {
         state.speakerAvatar = null;
         state.expression = null;
+        state.memberExpressions.clear();
         refresh();
     });
     on(events.GROUP_UPDATED, () => refresh());
@@ -800,6 +1013,16 @@ function init() {
         refresh();
     });
     document.addEventListener('visibilitychange', onVisibilityChange);
+    // Closing the page: the members' avatars go (keepalive requests outlive the page).
+    window.addEventListener('pagehide', () => group.clear().catch(() => {}));
+    // Visual Novel mode on or off (/vn, User Settings): SillyTavern marks it on <body>.
+    let visualNovel = visualNovelOn();
+    new MutationObserver(() => {
+        if (visualNovelOn() !== visualNovel) {
+            visualNovel = visualNovelOn();
+            refresh();
+        }
+    }).observe(document.body, { attributes: true, attributeFilter: ['class'] });
     let expressionTimer = null;
     new MutationObserver((mutations) => {
         if (mutations.some((m) => m.addedNodes.length)) {
@@ -816,7 +1039,7 @@ function init() {
     addSettingsUi().catch((error) => console.warn('[talkinghead] settings UI', error));
     refresh();
     // For /th status, debugging and tests.
-    window.TalkingheadExtras = { state, settings, connection, server, speech, panel, refresh, version: VERSION };
+    window.TalkingheadExtras = { state, settings, connection, server, speech, panel, group, refresh, version: VERSION };
 }
 
 init();

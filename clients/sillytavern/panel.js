@@ -1,5 +1,6 @@
 // The avatar panel: a floating box with the live stream, moved by its header, resized by its corner,
-// position and size remembered. It can also lend its <img> to Character Expressions' sprite holder.
+// position and size remembered. It can also lend its <img> to Character Expressions' sprite holder. In a
+// group chat it shows tiles instead, side by side: one per member shown, each with its own stream.
 
 const BLANK = 'data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7';
 const MIN_SIZE = 96;
@@ -11,10 +12,13 @@ export class Panel {
      * @param {() => {size: number, left: number|null, top: number|null}} options.layout saved layout
      * @param {(layout: {size?: number, left?: number, top?: number}) => void} options.save
      * @param {() => void} options.onClose the × button
+     * @param {(key: string) => void} [options.onTileError] a tile's stream broke (it is blanked)
      */
-    constructor({ layout, save, onClose }) {
+    constructor({ layout, save, onClose, onTileError = () => {} }) {
         this.layout = layout;
         this.save = save;
+        this.onTileError = onTileError;
+        this.tiles = new Map(); // key → {root, img}, in the order shown
         this.root = document.createElement('div');
         this.root.id = 'talkinghead_extras_panel';
         this.root.className = 'th-extras-panel';
@@ -47,7 +51,10 @@ export class Panel {
         this.hidden = true;
         this.root.style.display = 'none';
         document.body.appendChild(this.root);
-        this.onWindowResize = () => this.place(this.root.offsetLeft, this.root.offsetTop, false);
+        this.onWindowResize = () => {
+            this.fitTiles();
+            this.place(this.root.offsetLeft, this.root.offsetTop, false);
+        };
         window.addEventListener('resize', this.onWindowResize);
         this.applyLayout();
     }
@@ -55,6 +62,7 @@ export class Panel {
     applyLayout() {
         const { size, left, top } = this.layout();
         this.root.style.setProperty('--th-extras-size', `${clamp(size, MIN_SIZE, MAX_SIZE)}px`);
+        this.fitTiles();
         if (left === null || left === undefined || top === null || top === undefined) {
             this.root.style.left = '';
             this.root.style.top = '';
@@ -85,6 +93,7 @@ export class Panel {
         size = clamp(Math.round(size), MIN_SIZE, Math.min(MAX_SIZE, window.innerWidth, window.innerHeight));
         this.root.style.setProperty('--th-extras-size', `${size}px`);
         this.save({ size });
+        this.fitTiles();
     }
 
     /** Pointer drag on `handle`: move(dx, dy, startState) while the button is down. */
@@ -141,6 +150,77 @@ export class Panel {
         return this.img.getAttribute('src') !== BLANK;
     }
 
+    /**
+     * Group chats: one tile per member, in this order, each showing its own stream; [] goes back to the one
+     * <img>. A tile already showing its URL is left alone (its stream goes on); a tile dropped is blanked
+     * first, which closes its stream.
+     * @param {{key: string, name: string, url: string|null, speaking?: boolean}[]} tiles
+     * @returns {number} how many streams it opened
+     */
+    setTiles(tiles) {
+        let opened = 0;
+        const count = this.tiles.size;
+        const keys = new Set(tiles.map((t) => t.key));
+        for (const [key, tile] of this.tiles) {
+            if (!keys.has(key)) {
+                tile.img.src = BLANK;
+                tile.root.remove();
+                this.tiles.delete(key);
+            }
+        }
+        for (const { key, name, url, speaking } of tiles) {
+            let tile = this.tiles.get(key);
+            if (!tile) {
+                tile = this.makeTile(key);
+                this.tiles.set(key, tile);
+            }
+            this.stage.appendChild(tile.root); // in the order given
+            tile.name.textContent = name || '';
+            tile.img.alt = `live avatar of ${name}`;
+            tile.root.classList.toggle('th-extras-speaking', Boolean(speaking));
+            const target = url || BLANK;
+            if (tile.img.getAttribute('src') !== target) {
+                tile.img.src = target;
+                opened += url ? 1 : 0;
+            }
+        }
+        this.root.classList.toggle('th-extras-group', this.tiles.size > 0);
+        if (this.tiles.size !== count) {
+            this.applyLayout(); // wider or narrower: the saved place, kept inside the window
+        }
+        return opened;
+    }
+
+    makeTile(key) {
+        const root = document.createElement('div');
+        root.className = 'th-extras-tile';
+        root.dataset.key = key;
+        const img = document.createElement('img');
+        img.className = 'th-extras-member-feed';
+        img.dataset.key = key;
+        img.crossOrigin = 'anonymous';
+        img.draggable = false;
+        img.src = BLANK;
+        const name = document.createElement('span');
+        name.className = 'th-extras-tile-name';
+        root.append(img, name);
+        img.addEventListener('error', () => {
+            if (img.getAttribute('src') !== BLANK && this.tiles.get(key)?.img === img) {
+                img.src = BLANK;
+                this.onTileError(key);
+            }
+        });
+        return { root, img, name };
+    }
+
+    /** Tiles as large as the panel size, smaller when they would not fit the window side by side. */
+    fitTiles() {
+        const count = Math.max(1, this.tiles.size);
+        const size = clamp(this.layout().size, MIN_SIZE, MAX_SIZE);
+        const fit = Math.floor((window.innerWidth - 16) / count);
+        this.root.style.setProperty('--th-extras-tile-size', `${Math.max(48, Math.min(size, fit))}px`);
+    }
+
     /** Put the <img> into `holder` (Character Expressions' sprite holder), or back into the panel. */
     lendImageTo(holder) {
         const parent = holder || this.stage;
@@ -152,6 +232,7 @@ export class Panel {
 
     remove() {
         window.removeEventListener('resize', this.onWindowResize);
+        this.setTiles([]);
         this.setFeed(null);
         this.img.remove();
         this.root.remove();
