@@ -1,7 +1,7 @@
 """Several avatars on one server, as users get them: a real server process (classify + talkinghead, on the CPU),
 avatars made over HTTP, one PNG viewer each.
 
-    python bench/bench_avatars.py [--avatars 3] [--warmup 60] [--seconds 30] [--port 0] [--keep DIR]
+    python -m bench.bench_avatars [--avatars 3] [--warmup 60] [--seconds 30] [--port 0] [--keep DIR]
 
 Starts `server.py --enable-modules=classify,talkinghead` with an empty keyframe folder, makes the avatars
 (`default` shows lambda_00, the second lambda_01, the third lambda_00 mirrored: three characters, as in a
@@ -26,13 +26,9 @@ import numpy as np
 import psutil
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
-
-from bench_delivery import Server, Viewer, cpu_seconds, gap_figures  # noqa: E402
-from common import free_port  # noqa: E402
-from talkinghead import weights  # noqa: E402
+from bench.bench_delivery import Server, Viewer, cpu_seconds, gap_figures
+from bench.common import free_port
+from talkinghead import weights
 
 AVATARS = "/api/talkinghead/avatars"
 
