@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 class SmoothSource:
     """`frame_at(t)` for the renderer; two worker threads keep keyframes and faces ready.
 
-    One class of ~300 lines, on purpose: frame_at and the making of a face or a keyframe share the face
-    caches, the faces made for coming frames, the character's number and the condition the workers wait on;
-    split apart, each half would reach into the other's state under the other's lock. What to make next is
+    One class of ~360 lines, on purpose: frame_at, the making of a face or a keyframe and the keyframes read
+    back from disk share the face caches, the keyframe store, the faces made for coming frames, the
+    character's number and the condition the workers wait on; split apart, each part would reach into the
+    others' state under the others' lock. What to make next is
     schedule.py's, stopping work cancellation.py's, the blend and the composite compose.py's.
 
     pose_at(t): the (face-quantised) pose the animator shows at t; base_pose_at(t): the same with its resting
