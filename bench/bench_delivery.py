@@ -33,7 +33,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from bench.common import free_port
+from bench.common import free_port, stop_process
 from talkinghead.stream import PartReader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,11 +145,7 @@ class Server:
         return requests.post(self.base + path, timeout=30, **kwargs)
 
     def close(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
 
 
 def measure(server: Server, viewers: list[Viewer], seconds: float) -> dict:

@@ -32,7 +32,7 @@ import psutil
 import requests
 from PIL import Image
 
-from bench.common import free_port
+from bench.common import free_port, stop_process
 from talkinghead.stream import PartReader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,11 +239,7 @@ def main() -> int:
         after = sample(process)
         final = stats(base)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
 
     parts = [v.parts for v in viewers]
     bad = sum(v.bad for v in viewers)

@@ -1,9 +1,11 @@
 """Helpers for the tests (and benches) that talk to real processes on loopback ports: a free port, a VMC
-packet to send (`from network import free_port`; benches: `from tests.network import ...`)."""
+packet to send, stopping a server process (`from network import free_port`; benches: `from tests.network
+import ...`)."""
 from __future__ import annotations
 
 import math
 import socket
+import subprocess
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -14,6 +16,18 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Ask a server process to stop (SIGTERM: it closes its streams and exits); kill it if it has not within
+    `timeout` s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
 
 
 def vmc_head_bundle(yaw: float, roll: float = 0.0) -> bytes:

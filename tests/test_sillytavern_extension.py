@@ -181,7 +181,7 @@ def test_install_script_finds_the_data_root_of_each_layout(tmp_path):
 
 # -- end to end ----------------------------------------------------------------------------------------------
 
-from network import free_port  # noqa: E402  (tests/network.py)
+from network import free_port, stop_process  # noqa: E402  (tests/network.py)
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 60):
@@ -337,16 +337,6 @@ class TtsEndpoint:
 def start_process(args, cwd: Path, log: Path) -> subprocess.Popen:
     handle = open(log, "wb")
     return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_process(process: subprocess.Popen):
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def tail(path: Path, chars: int = 3000) -> str:
@@ -610,7 +600,7 @@ class SillyTavernApp:
     def close(self):
         for process in (self.st, self.ours):
             if process is not None:
-                stop_process(process)
+                stop_process(process, timeout=10)
         self.tts.close()
 
 
@@ -856,7 +846,7 @@ def test_extension_animates_the_character_in_real_sillytavern(version, tmp_path,
 
         # 9. The server goes away: one notification that says what to check, the panel says it too, retries
         # in the background; SillyTavern goes on.
-        stop_process(ours)
+        stop_process(ours, timeout=10)
         toasts = "return [...document.querySelectorAll('#toast-container .toast')].map(t => t.textContent)"
         wait_for(lambda: any("not reachable" in t for t in chrome.execute_script(toasts)), 30, "the toast")
         time.sleep(6)

@@ -30,7 +30,7 @@ import pytest
 import requests
 from PIL import Image
 
-from network import free_port, vmc_head_bundle
+from network import free_port, stop_process, vmc_head_bundle
 from talkinghead.smooth import MAX_ERROR
 from talkinghead.stream import PartReader
 
@@ -172,11 +172,7 @@ class Server:
     def close(self):
         self.viewer.response.close()
         self.vmc.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
 
 
 def quiet(server: Server) -> None:

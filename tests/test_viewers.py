@@ -20,7 +20,7 @@ import requests
 
 from modules import security, stream_server
 from modules.talkinghead.routes import stream_response
-from network import free_port
+from network import free_port, stop_process
 from server import Config, create_app, make_server
 from talkinghead import stream
 from talkinghead.renderer import FrameSlot
@@ -355,8 +355,4 @@ def test_a_real_server_answers_the_api_while_42_watch_refuses_the_43rd_and_frees
         assert wait_until(lambda: not_above(threads_and_fds(server.pid), before), 15), \
             f"left: {left_over(described_before, described(server.pid))}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)

@@ -38,6 +38,8 @@ FORMAT = "talkinghead-keyframe/1"
 DEFAULT_MAX_BYTES_PER_CHARACTER = 200 * 2 ** 20
 DEFAULT_MAX_BYTES = 1024 * 2 ** 20
 SIZE = 512  # the editor's output is 512 x 512
+# What reading a file that is not a whole keyframe of ours raises (cut short, damaged, another format).
+BAD_FILE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def character_key(rgba: np.ndarray, model: str) -> str:
@@ -114,7 +116,7 @@ class KeyframeDisk:
         for path in sorted(folder.glob("*.npz"), key=_mtime, reverse=True):
             try:
                 keyframe = self._read(path, character)
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            except BAD_FILE as e:
                 refused.append(f"{path.name} ({_short(e)})")
                 path.unlink(missing_ok=True)
                 continue
@@ -133,7 +135,7 @@ class KeyframeDisk:
             try:
                 with np.load(path, allow_pickle=False) as data:
                     pose = data["pose"]
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            except BAD_FILE:
                 continue
             if pose.shape == (P.NUM_PARAMS,):
                 found.append((path, pose.astype(np.float32)))
@@ -145,7 +147,7 @@ class KeyframeDisk:
             keyframe = self._read(path, character)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        except BAD_FILE as e:
             self.refused += 1
             path.unlink(missing_ok=True)
             log.warning("ignored keyframe file %s of character %s: %s; removed", path.name, character, _short(e))

@@ -328,6 +328,7 @@ class WorkScheduler:
 
 
 def _breathing_at(pose: np.ndarray, value: float) -> np.ndarray:
+    """A copy of the pose with breathing at `value`."""
     pose = np.array(pose, dtype=np.float32)
     pose[P.INDEX["breathing_index"]] = value
     return pose
@@ -341,9 +342,7 @@ def _distance(a: np.ndarray, b: np.ndarray) -> float:
 def _unbreathing_point(pose: np.ndarray) -> np.ndarray:
     """The pose's point in the keyframe space with breathing left out: a keyframe's breathing is put at an end
     of a breath anyway (_breath_end), so only the rest of the motion decides how far one reaches."""
-    pose = np.array(pose, dtype=np.float32)
-    pose[P.INDEX["breathing_index"]] = 0.0
-    return interpolation.point(pose)
+    return interpolation.point(_breathing_at(pose, 0.0))
 
 
 def _off_line(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -317,7 +318,8 @@ class SmoothSource:
             kept = list(self._on_disk.items())
         target = interpolation.point(pose)
         nearest = sorted(kept, key=lambda item: float(np.sum((interpolation.point(item[1]) - target) ** 2)))
-        return [(path, kept_pose) for path, kept_pose in nearest if not self.keyframes.holds(kept_pose)][:count]
+        evicted = ((path, kept_pose) for path, kept_pose in nearest if not self.keyframes.holds(kept_pose))
+        return list(itertools.islice(evicted, count))
 
     def _bring_back(self, path) -> bool:
         with self._lock:
