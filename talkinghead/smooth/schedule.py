@@ -102,7 +102,6 @@ class WorkScheduler:
         self.face_lookahead = face_lookahead
         self._kept = kept
         self._bring_back = bring_back
-        self.needing: np.ndarray | None = None  # the coming pose the last next_keyframe() found not served
         self.keyframe_cost = 0.5  # seconds, a running estimate
         self.face_cost = 0.2  # seconds, the same for a face
         self.face_generation = -1  # the future the face worker last worked for
@@ -241,12 +240,13 @@ class WorkScheduler:
         """One keyframe where the coming frames need one (next_keyframe), if any."""
         if self.rush or self.urgent_seen != self.animation.urgent():
             return False  # a command: its first face comes first (both workers on the cores would halve its speed)
-        pose = self.next_keyframe(self.animation.clock())
-        if pose is None:
+        planned = self._plan_keyframe(self.animation.clock())
+        if planned is None:
             return False
-        if self._recall(self.needing):
+        keyframe, needing = planned
+        if self._recall(needing):
             return True
-        self._render_keyframe(pose)
+        self._render_keyframe(keyframe)
         memory.release_free_memory()  # a keyframe's temporaries are ~200 MB; see talkinghead/memory.py
         return True
 
@@ -267,6 +267,12 @@ class WorkScheduler:
         MAX_ERROR, moved on along the motion
         (`_reach`), breathing at the nearer end of a breath (a breath interpolates to within 55 dB, so two
         keyframes serve a resting head's every breath). None: every coming frame is served."""
+        planned = self._plan_keyframe(now)
+        return None if planned is None else planned[0]
+
+    def _plan_keyframe(self, now: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the next keyframe's pose, as next_keyframe; the coming frame's pose that needs it, which a kept
+        keyframe may serve instead: `_recall`), or None."""
         step = SCAN_STRIDE / max(self.animation.fps(), 1.0)
         future = (self.animation.generation(), self._character(), len(self.keyframes), self.keyframes.evicted)
         tick = math.ceil((now + min(self.keyframe_cost, 1.0)) / step)  # the first frame it can be in time for
@@ -277,7 +283,6 @@ class WorkScheduler:
         while tick <= last_tick:
             pose = self.animation.base_pose_at(tick * step)
             if self._needs_keyframe(pose, previous, step):
-                self.needing = pose
                 self._covered = (future, tick)
                 self.covered_until = tick * step
                 for keyframe in (self._reach(pose, previous, tick, last_tick, step), pose):
@@ -285,7 +290,7 @@ class WorkScheduler:
                     if self.keyframes.error(keyframe) > 0.0:  # not one the store has already
                         log.debug("keyframe for the frame at %.2f s (%.2f s ahead): its blend error %.2f",
                                   tick * step, tick * step - now, self.keyframes.error(pose))
-                        return keyframe
+                        return keyframe, pose
                 # Nothing a keyframe could add here (the store has both): take the frame as served.
             previous = pose
             tick += 1
