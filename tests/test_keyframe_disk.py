@@ -125,11 +125,11 @@ def test_a_keyframe_evicted_from_memory_comes_back_from_disk_instead_of_being_re
     comes back near an evicted keyframe, the worker reads it back (~10 ms) instead of rendering it (~0.6 s)."""
     disk = KeyframeDisk(tmp_path, model="test")
     shown = {"pose": pose(0.0)}
-    source = SmoothSource(real_poser, lambda t: shown["pose"], lambda: 0, lambda: 25.0, lambda: 100.0, disk=disk,
-                          max_keyframe_bytes=2 * 5 * 2 ** 20)
+    source = SmoothSource(real_poser, lambda t: shown["pose"], lambda: 0, lambda: 25.0, lambda: 100.0, disk=disk)
     source.image_changed()
     for head_y in (0.0, 0.8, -0.8):
-        source._make_keyframe(pose(head_y))
+        keyframe = source._make_keyframe(pose(head_y))
+        source.keyframes.max_bytes = 2 * keyframe.nbytes  # memory for two
     assert source.keyframes_rendered == 3 and len(source.keyframes) == 2 and source.keyframes.evicted == 1
 
     source.scheduler.urgent_seen = source.animation.urgent()  # no command pending: the keyframe worker may work

@@ -21,6 +21,7 @@ The parts:
   faces.py          the face lattice (quantize_face, face_key) and the LRU face cache
   interpolation.py  the keyframe space (rotation in gaps, resting face) and a frame's blend weights
   keyframes.py      a keyframe (the editor's outputs) and the store: blends for a pose, the memory budget
+  region.py         where a character can show: the part of the frame keyframes keep and frames are made in
   disk.py           keyframes kept on disk per character (image and model), refused when they don't match
   compose.py        a frame from keyframes and a face: blend their outputs, apply them (compose)
   schedule.py       the two workers' threads and what each makes next

@@ -19,6 +19,7 @@ import torch
 
 from talkinghead.smooth.faces import FACE_BOX
 from talkinghead.smooth.keyframes import Keyframe, pixel_grid
+from talkinghead.smooth.region import Region
 
 EditorOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # sampling map (H, W, 2), colour change, its alpha
 
@@ -49,10 +50,11 @@ class Composer:
         self._buffer: np.ndarray | None = None  # (H, W, 4) float32, -1..1
 
     def compose(self, image: torch.Tensor, face: torch.Tensor, sample_map: np.ndarray, color: np.ndarray,
-                alpha: np.ndarray) -> np.ndarray:
+                alpha: np.ndarray, region: Region | None = None) -> np.ndarray:
         """The RGBA uint8 frame (H, W, 4): `image` (1, 4, H, W) with `face` (1, 4, 192, 192) pasted into
         FACE_BOX, sampled at `sample_map` and blended with the colour change by alpha (tha3.editor's last
-        step, apply_changes)."""
+        step, apply_changes). The outputs may be packed in a `region` (region.py): only its pixels are
+        computed, the rest of the frame is transparent."""
         if image is not self._image:
             self._buffer = image[0].permute(1, 2, 0).float().numpy().copy()
             self._image = image
@@ -61,7 +63,8 @@ class Composer:
         blended = color - warped  # colour * alpha + warped * (1 - alpha), in three passes
         blended *= alpha
         blended += warped
-        return to_rgba_uint8(blended)
+        frame = to_rgba_uint8(blended)
+        return frame if region is None else region.unpack(frame)
 
 
 def compose(image: torch.Tensor, face: torch.Tensor, grid_change: torch.Tensor, color: torch.Tensor,

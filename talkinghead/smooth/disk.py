@@ -4,10 +4,10 @@ them again.
 
 Layout: `DIR/<character>/<number>.npz`, one file per keyframe, where <character> is a hash of the image's
 pixels and the model (variant and backend) that rendered it. Each file holds the pose, the editor's outputs
-in half precision (the sampling map as its offset from each pixel's own position: within 0.02 px),
-compressed (2.7 MB instead of 5: 0.14 s to write on the keyframe worker after a 0.6 s render, 22 ms to
-read; twice the keyframes in a character's budget), and a
-header naming its format, character and model; a file whose header or arrays do not match is refused, one
+in half precision (the sampling map as its offset from each pixel's own position: within 0.02 px) packed in
+the character's region (region.py), compressed (2.7 MB instead of 5 for the whole frame: 0.14 s to write on
+the keyframe worker after a 0.6 s render, 22 ms to read), and a header naming its format, character, model
+and region; a file whose header or arrays do not match is refused, one
 log line for all of a character's bad files, and removed (a crash mid-write leaves only a temporary file,
 also removed). A character keeps at most `max_bytes_per_character` (the least recently used keyframes go
 first), and all characters together at most `max_bytes` (the least recently used characters go first).
@@ -31,10 +31,11 @@ from typing import Iterator
 import numpy as np
 
 from talkinghead import pose as P
+from talkinghead.smooth.region import Region
 
 log = logging.getLogger(__name__)
 
-FORMAT = "talkinghead-keyframe/1"
+FORMAT = "talkinghead-keyframe/2"  # 2: packed in a region
 DEFAULT_MAX_BYTES_PER_CHARACTER = 200 * 2 ** 20
 DEFAULT_MAX_BYTES = 1024 * 2 ** 20
 SIZE = 512  # the editor's output is 512 x 512
@@ -64,13 +65,15 @@ class KeyframeDisk:
         return character_key(rgba, self.model)
 
     # -- writing ------------------------------------------------------------------------------------------
-    def save(self, character: str, number: int, pose: np.ndarray, outputs) -> Path | None:
+    def save(self, character: str, number: int, pose: np.ndarray, outputs, region: Region | None = None
+             ) -> Path | None:
         """Keep one keyframe of this character (outputs: a Keyframe's offset, colour change and alpha, half
-        precision); then trim to the budgets. Returns its file (None: not written). A disk that cannot be
-        written only costs the warm start: logged, not raised."""
+        precision, packed in `region`: None, the whole frame); then trim to the budgets. Returns its file
+        (None: not written). A disk that cannot be written only costs the warm start: logged, not raised."""
         offset, color, alpha = outputs
         folder = self.directory / character
-        header = json.dumps({"format": FORMAT, "character": character, "model": self.model})
+        header = json.dumps({"format": FORMAT, "character": character, "model": self.model,
+                             "region": None if region is None else [list(band) for band in region.bands]})
         try:
             folder.mkdir(parents=True, exist_ok=True)
             temporary = folder / f".{number}.{os.getpid()}.tmp"
@@ -103,9 +106,9 @@ class KeyframeDisk:
             shutil.rmtree(d, ignore_errors=True)
 
     # -- reading ------------------------------------------------------------------------------------------
-    def load(self, character: str) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-        """The character's keyframes as (pose, (offset, colour change, alpha), half precision: a Keyframe's
-        arrays), the most recently made first. Refused files are removed, with one log line."""
+    def load(self, character: str) -> Iterator[tuple[np.ndarray, tuple]]:
+        """The character's keyframes as (pose, (offset, colour change, alpha, region)): a Keyframe's arrays,
+        half precision, and their region (None: the whole frame), the most recently made first. Refused files are removed, with one log line."""
         folder = self.directory / character
         if not folder.is_dir():
             return
@@ -159,18 +162,31 @@ class KeyframeDisk:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
             expected = {"format": FORMAT, "character": character, "model": self.model}
-            if header != expected:
+            if {k: header.get(k) for k in expected} != expected:
                 raise ValueError(f"written for {header.get('model')!r} / {header.get('character')!r}")
+            region = _region(header.get("region"))
             pose, offset, color, alpha = (data[k] for k in ("pose", "offset", "color", "alpha"))
-        shapes = {"pose": (pose.shape, (P.NUM_PARAMS,)), "offset": (offset.shape, (SIZE, SIZE, 2)),
-                  "color": (color.shape, (SIZE, SIZE, 4)), "alpha": (alpha.shape, (SIZE, SIZE, 4))}
+        rows = SIZE if region is None else region.rows
+        shapes = {"pose": (pose.shape, (P.NUM_PARAMS,)), "offset": (offset.shape, (rows, SIZE, 2)),
+                  "color": (color.shape, (rows, SIZE, 4)), "alpha": (alpha.shape, (rows, SIZE, 4))}
         for name, (shape, want) in shapes.items():
             if shape != want:
                 raise ValueError(f"{name} has shape {shape}, not {want}")
         arrays = (pose, offset, color, alpha)
         if not all(np.isfinite(a).all() for a in arrays):
             raise ValueError("values that are not finite")
-        return pose.astype(np.float32), (offset.astype(np.float16), color.astype(np.float16), alpha.astype(np.float16))
+        return pose.astype(np.float32), (offset.astype(np.float16), color.astype(np.float16),
+                                         alpha.astype(np.float16), region)
+
+
+def _region(bands) -> Region | None:
+    if bands is None:
+        return None
+    if not isinstance(bands, list) or not all(isinstance(b, list) and len(b) == 4 for b in bands):
+        raise ValueError("a region that is not a list of bands")
+    region = Region(tuple(tuple(band) for band in bands))
+    region.check()
+    return region
 
 
 def _mtime(path: Path) -> float:

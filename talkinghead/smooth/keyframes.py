@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from talkinghead.smooth import interpolation
+from talkinghead.smooth.region import Region, packed_grid
 
-# Keyframes kept in memory: 5 MB each (half precision: the sampling map as each pixel's offset, the colour
-# change and its alpha), so 24 of them: the resting poses and turns of the last half minute or so, and the
-# coming ones. With the face cache, the blender's float copies and the networks, the server with both modules
-# stays near 1.5 GB.
+# Keyframes kept in memory: 5 MB each for the whole frame (half precision: the sampling map as each pixel's
+# offset, the colour change and its alpha), 2.7 MB in a character's region (region.py: lambda_00), so ~43 of
+# them: the resting poses and turns of the last minute or so, and the coming ones. With the face cache, the
+# blender's float copies and the networks, the server with both modules stays under 1.5 GB.
 DEFAULT_MAX_BYTES = 120 * 2 ** 20
 
 _numbers = itertools.count(1)
@@ -33,27 +34,31 @@ class Keyframe:
     """The editor's outputs for one exact pose. `pose` is the pose it was rendered at, with its resting face
     (no blink, the emotion's mouth). The sampling map is kept as each pixel's offset from its own position
     in half precision: within 0.02 px for the offsets THA3 makes (the map itself in half precision would move
-    edges by up to 0.25 px)."""
+    edges by up to 0.25 px). The arrays are packed in `region` (region.py; None: the whole frame, as given)."""
     pose: np.ndarray
     image_version: int
-    offset: np.ndarray  # (512, 512, 2) float16: where each pixel samples the image, minus its own position
-    color: np.ndarray   # (512, 512, 4) float16: colour change
-    alpha: np.ndarray   # (512, 512, 4) float16: colour-change alpha
+    offset: np.ndarray  # (rows, 512, 2) float16: where each pixel samples the image, minus its own position
+    color: np.ndarray   # (rows, 512, 4) float16: colour change
+    alpha: np.ndarray   # (rows, 512, 4) float16: colour-change alpha
+    region: Region | None = None
     number: int = field(default_factory=lambda: next(_numbers))  # for logs and frame metadata
     last_used: float = 0.0  # the store's use count when a frame last blended it (least recently used go first)
 
     @classmethod
     def of(cls, pose: np.ndarray, image_version: int, sample_map: np.ndarray, color: np.ndarray,
-           alpha: np.ndarray) -> Keyframe:
-        """A keyframe from the editor's outputs in the composer's layout (compose.editor_outputs)."""
-        offset = (sample_map - pixel_grid(*sample_map.shape[:2])).astype(np.float16)
+           alpha: np.ndarray, region: Region | None = None) -> Keyframe:
+        """A keyframe from the editor's outputs in the composer's layout (compose.editor_outputs), kept in
+        `region` (None: all of them)."""
+        if region is not None:
+            sample_map, color, alpha = (region.pack(a) for a in (sample_map, color, alpha))
+        offset = (sample_map - _grid(region, sample_map)).astype(np.float16)
         return cls(np.asarray(pose, np.float32), image_version, offset, color.astype(np.float16),
-                   alpha.astype(np.float16))
+                   alpha.astype(np.float16), region)
 
     @property
     def sample_map(self) -> np.ndarray:
-        """(H, W, 2) float32: where each pixel samples the image, in pixels (cv2.remap's map)."""
-        return self.offset.astype(np.float32) + pixel_grid(*self.offset.shape[:2])
+        """(rows, W, 2) float32: where each pixel samples the image, in pixels (cv2.remap's map)."""
+        return self.offset.astype(np.float32) + _grid(self.region, self.offset)
 
     @property
     def point(self) -> np.ndarray:
@@ -62,6 +67,10 @@ class Keyframe:
     @property
     def nbytes(self) -> int:
         return self.offset.nbytes + self.color.nbytes + self.alpha.nbytes
+
+
+def _grid(region: Region | None, like: np.ndarray) -> np.ndarray:
+    return pixel_grid(*like.shape[:2]) if region is None else packed_grid(region)
 
 
 @functools.cache

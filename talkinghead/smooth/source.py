@@ -27,6 +27,7 @@ from talkinghead.smooth.cancellation import ANY, Cancellation
 from talkinghead.smooth.compose import Blender, Composer, editor_outputs
 from talkinghead.smooth.faces import FACE_BOX, FaceCache, face_key
 from talkinghead.smooth.keyframes import DEFAULT_MAX_BYTES, Keyframe, KeyframeStore
+from talkinghead.smooth.region import Region
 from talkinghead.smooth.schedule import Animation, WorkScheduler
 from talkinghead.smooth.threads import one_torch_thread
 from talkinghead.turns import PoserLocks
@@ -77,6 +78,7 @@ class SmoothSource:
         self._last_face: tuple[bytes, torch.Tensor] | None = None  # key and face of the last face shown
         self._image_version = 0  # bumped on a new character; work begun for the old one is not kept
         self._placeholder: np.ndarray | None = None  # the new character as uploaded, until its first keyframe
+        self._region: Region | None = None  # where the character's frames can show (None: everywhere)
         self._character_key: str | None = None  # the disk store's name for the current character
         self.keyframes_rendered = 0
         self.keyframes_loaded = 0  # from disk, for the current character
@@ -160,6 +162,7 @@ class SmoothSource:
             self._image_version += 1
             self._cancellation.image_settled()
             self._placeholder = getattr(self.poser, "rgba", None)
+            self._region = _region_of(self._placeholder)
             self.faces.clear()
             self._eyebrows.clear()
             self._made.clear()
@@ -189,6 +192,8 @@ class SmoothSource:
             with self._lock:
                 if version != self._image_version:
                     return  # another character came meanwhile
+                if keyframe.region != self._region:
+                    continue  # kept with another region (never for the same image; a guard: frames mix none)
                 if self.keyframes.nbytes + keyframe.nbytes > self.keyframes.max_bytes:
                     break  # memory is full: the rest come back when the stream comes near them (_bring_back)
                 self.keyframes.add(keyframe)
@@ -228,7 +233,7 @@ class SmoothSource:
                 "face_shown": shown_key, "keyframes": [k.number for k, _ in used],
                 "blend": [round(w, 4) for _, w in used], "blend_error": round(error, 4)}
         started = time.perf_counter()
-        frame = self._composer.compose(self.poser.image, face, sample_map, color, alpha)
+        frame = self._composer.compose(self.poser.image, face, sample_map, color, alpha, used[0][0].region)
         self.timings["compose"] = (time.perf_counter() - started) * 1000
         return frame, meta
 
@@ -305,7 +310,7 @@ class SmoothSource:
             self.keyframes.add(keyframe)
         if self.disk is not None and character_key is not None:
             path = self.disk.save(character_key, keyframe.number, keyframe.pose,
-                                  (keyframe.offset, keyframe.color, keyframe.alpha))
+                                  (keyframe.offset, keyframe.color, keyframe.alpha), keyframe.region)
             with self._lock:
                 if path is not None and character_key == self._character_key:
                     self._on_disk[path] = keyframe.pose
@@ -332,7 +337,10 @@ class SmoothSource:
             if version != self._image_version:
                 return False
             pose, outputs = kept
-            self.keyframes.add(Keyframe(pose, version, *outputs))
+            keyframe = Keyframe(pose, version, *outputs)
+            if keyframe.region != self._region:
+                return False
+            self.keyframes.add(keyframe)
             self.keyframes_recalled += 1
             self._lock.notify_all()
         return True
@@ -342,7 +350,7 @@ class SmoothSource:
         """The keyframe for this (resting-face) pose. future: ANY (a worker: only a new character stops
         it), None (a frame waits for it: it is made whatever comes)."""
         started = time.perf_counter()
-        version = self._image_version
+        version, region = self._image_version, self._region
         face = self._face_for_keyframe(pose, future)
         if face is None:
             return None  # a new character stopped it
@@ -360,7 +368,7 @@ class SmoothSource:
                 grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
             except backends.Cancelled:
                 return None
-        keyframe = Keyframe.of(pose, version, *editor_outputs(grid, color, alpha))
+        keyframe = Keyframe.of(pose, version, *editor_outputs(grid, color, alpha), region)
         self.keyframes_rendered += 1
         self.last_keyframe_ms = (time.perf_counter() - started) * 1000
         self.timings["keyframe"] = self.last_keyframe_ms
@@ -399,3 +407,12 @@ class SmoothSource:
         self.timings["face"] = elapsed * 1000
         self.scheduler.face_took(elapsed)
         return face
+
+
+def _region_of(rgba: np.ndarray | None) -> Region | None:
+    """The character's region (region.py), None (the whole frame) for an image that is not 512×512 RGBA."""
+    if rgba is None or getattr(rgba, "shape", None) != (512, 512, 4):
+        return None
+    region = Region.of(rgba)
+    log.info("the character shows within %d%% of the frame: keyframes keep that part", round(region.fraction * 100))
+    return region
