@@ -99,7 +99,9 @@ class Blender:
     frame thread only: it keeps float32 copies of the keyframes it blended last (consecutive frames share most
     of theirs; a copy costs ~2 ms, a blend ~1 ms per keyframe)."""
 
-    KEEP = 8  # 10.5 MB each; a blend has 2-5 keyframes (weights under 1 % dropped), up to NEIGHBOURS
+    # 10.5 MB each for the whole frame (5.8 in lambda_00's region); a blend has 2-5 keyframes (weights under 1 %
+    # dropped), up to NEIGHBOURS
+    KEEP = 8
 
     def __init__(self):
         self._float: collections.OrderedDict[Keyframe, EditorOutputs] = collections.OrderedDict()
