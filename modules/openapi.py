@@ -93,9 +93,16 @@ def _obj(properties: dict, required: tuple[str, ...] = (), additional=False) -> 
 
 _MOCAP_STATE = {"type": "object", "properties": {
     "source": {"type": "string", "nullable": True}, "running": {"type": "boolean"},
+    "port": {"type": "integer", "description": "the UDP port it listens on, while running"},
     "packets": {"type": "integer"}, "packets_per_s": {"type": "integer"}, "dropped": {"type": "integer"},
     "last_packet_age_s": {"type": "number", "nullable": True}, "driving": {"type": "boolean"},
     "values": {"type": "object", "nullable": True}}}
+
+
+_MOCAP_WHY = {400: "a bad key or value, no capture yet to calibrate, or a port that cannot be bound (another "
+                   "program's, or refused); nothing changed",
+              409: "the port is another avatar's capture (named in the message), which keeps running: stop it or "
+                   "choose another port; this avatar's capture is unchanged"}
 
 
 def _pose_schema() -> dict:
@@ -153,6 +160,7 @@ _AVATAR_ANSWER = _obj({"id": {"type": "string"}}, ("id",))
 def _avatar_paths(paths: dict) -> dict:
     """The avatars (list, make, delete), and each avatar's own routes: those of the default avatar under
     /api/talkinghead/avatars/{id}/, with the same body and answer (modules/talkinghead/routes.py, per_avatar)."""
+    from modules.talkinghead import mocap_routes  # noqa: F401  registers its per-avatar rule (/mocap) on import
     from modules.talkinghead.routes import PER_AVATAR
 
     th = "avatars"
@@ -278,8 +286,9 @@ def full_document() -> dict:
         "/api/talkinghead/mocap": {
             "get": _op("the puppeteer: capture source, packets/s, last packet age, dropped packets, mapped values",
                        _json(_MOCAP_STATE), tag=th),
-            "post": _op("switch face capture on or off, calibrate (the resting face), set per-parameter gains",
-                        {**_json(_MOCAP_STATE), **_errors(400, 413, 415)}, tag=th,
+            "post": _op("switch face capture on or off, calibrate (the resting face), set per-parameter gains; "
+                        "each avatar has its own capture, on its own UDP port",
+                        {**_json(_MOCAP_STATE), **_errors(400, 409, 413, 415, why=_MOCAP_WHY)}, tag=th,
                         requestBody=_json_body(_obj({
                             "source": {"type": "string", "enum": ["ifacialmocap", "vmc"]},
                             "on": {"type": "boolean"}, "port": {"type": "integer", "minimum": 0, "maximum": 65535},

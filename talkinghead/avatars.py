@@ -4,14 +4,17 @@ them), at most `max_avatars` of them, the default one included.
     avatars = Avatars(default_engine, max_avatars=8)
     avatars.create("alice")            # the default character; or create("bob", image=png_bytes)
     avatars.get("alice").set_emotion("joy")
-    avatars.delete("alice")            # its threads end, its viewers' streams end, its memory goes
+    avatars.capture("alice").start("vmc", port=39540)   # its own face capture (made on first use)
+    avatars.delete("alice")            # its threads and capture end, its viewers' streams end, its memory goes
 
 Ids match ID (safe in a URL path segment). DEFAULT ("default") is the server's first avatar, the one the
 SillyTavern-Extras routes act on; it is never deleted. Each avatar has its own image, animator (emotion,
-talking, lip-sync track, settings), templates, capture override and stream (talkinghead.engine).
+talking, lip-sync track, settings), templates, capture override and stream (talkinghead.engine), and its own
+face capture (`captures`, talkinghead.mocap.Captures: a Puppeteer on its own UDP port, made on first use).
 
 Threads: HTTP threads. `_lock` guards the table and the ids being made; making an avatar (its first frame: a
-keyframe's time on a CPU) and closing one (joining its threads) happen outside it.
+keyframe's time on a CPU), closing one (joining its threads) and its capture (`captures`' own lock) happen
+outside it.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import re
 import threading
 
 from talkinghead.image import load_character
+from talkinghead.mocap import Captures
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,10 @@ class DefaultAvatar(AvatarError):
     """The default avatar cannot be deleted."""
 
 
+def _unknown(avatar_id) -> UnknownAvatar:
+    return UnknownAvatar(f"no avatar {str(avatar_id)[:80]!r}; GET /api/talkinghead/avatars lists them")
+
+
 def check_id(avatar_id) -> str:
     if not isinstance(avatar_id, str) or not ID.fullmatch(avatar_id):
         raise BadAvatarId(f"bad avatar id {str(avatar_id)[:80]!r}: {ID_RULE}")
@@ -61,10 +69,12 @@ def check_id(avatar_id) -> str:
 
 
 class Avatars:
-    def __init__(self, default, max_avatars: int = DEFAULT_MAX_AVATARS):
-        """default: the server's first avatar (a talkinghead.engine.TalkingHead); the others share its networks."""
+    def __init__(self, default, max_avatars: int = DEFAULT_MAX_AVATARS, *, listen: bool = False):
+        """default: the server's first avatar (a talkinghead.engine.TalkingHead); the others share its networks.
+        listen: face capture listens on every interface (--listen: a phone on the network), else loopback."""
         self.shared = default.shared
         self.max_avatars = max_avatars
+        self.captures = Captures(listen=listen)
         self._lock = threading.Lock()
         self._avatars = {DEFAULT: default}
         self._coming: set[str] = set()  # ids being made (counted against the cap, not yet looked up)
@@ -74,12 +84,24 @@ class Avatars:
         with self._lock:
             avatar = self._avatars.get(avatar_id)
         if avatar is None:
-            raise UnknownAvatar(f"no avatar {str(avatar_id)[:80]!r}; GET /api/talkinghead/avatars lists them")
+            raise _unknown(avatar_id)
         return avatar
 
     def items(self) -> list:
         with self._lock:
             return list(self._avatars.items())
+
+    def capture(self, avatar_id: str):
+        """The avatar's face capture (a talkinghead.mocap.Puppeteer), made on first use and set as its pose
+        override. Raises UnknownAvatar."""
+        avatar = self.get(avatar_id)
+        puppeteer = self.captures.of(avatar_id, avatar)
+        with self._lock:
+            deleted = self._avatars.get(avatar_id) is not avatar
+        if deleted:  # meanwhile, after `delete` closed its capture: close the one just made
+            self.captures.close(avatar_id, avatar)
+            raise _unknown(avatar_id)
+        return puppeteer
 
     def describe(self) -> list[dict]:
         return [{"id": avatar_id, "emotion": avatar.animator.emotion, "talking": avatar.animator.talking,
@@ -116,23 +138,27 @@ class Avatars:
         return avatar_id
 
     def delete(self, avatar_id: str) -> None:
-        """Close the avatar: its threads end, its viewers' streams end, and its memory goes with the last
-        reference (an HTTP thread still at work on it keeps it until it answers)."""
+        """Close the avatar: its capture stops (its UDP port is free), its threads end, its viewers' streams end,
+        and its memory goes with the last reference (an HTTP thread still at work on it keeps it until it
+        answers)."""
         if avatar_id == DEFAULT:
             raise DefaultAvatar("the default avatar cannot be deleted (the SillyTavern-Extras routes use it); "
                                 "unload it to pause it")
         with self._lock:
             avatar = self._avatars.pop(avatar_id, None)
         if avatar is None:
-            raise UnknownAvatar(f"no avatar {str(avatar_id)[:80]!r}; GET /api/talkinghead/avatars lists them")
+            raise _unknown(avatar_id)
+        self.captures.close(avatar_id, avatar)
         avatar.close()
         log.info("avatar %r deleted", avatar_id)
 
     def close(self) -> None:
-        """Delete every avatar but the default one (which its maker closes)."""
+        """Delete every avatar but the default one (which its maker closes), and stop every capture, the default
+        one's too (server shutdown)."""
         for avatar_id, _ in self.items():
             if avatar_id != DEFAULT:
                 self.delete(avatar_id)
+        self.captures.close_all()
 
     def _new_id(self) -> str:
         """Under the lock: an id nobody has."""

@@ -48,10 +48,8 @@ def make_engine(seed: int = 1):
 
 
 def close_extras(app) -> None:
-    """What fuzzed requests may have started besides the engine (the puppeteer's UDP listener, avatars)."""
-    puppeteer = app.extensions.get("talkinghead_mocap")
-    if puppeteer is not None:
-        puppeteer.close()
+    """What fuzzed requests may have started besides the engine: avatars and each avatar's capture (a UDP
+    listener), the default avatar's included."""
     avatars = app.extensions.get("talkinghead_avatars")
     if avatars is not None:
         avatars.close()

@@ -188,7 +188,8 @@ def test_a_deleted_avatar_is_freed(client, app):
 @pytest.mark.parametrize("method, route", [
     ("post", "load"), ("get", "unload"), ("get", "start_talking"), ("get", "stop_talking"), ("post", "lipsync"),
     ("post", "set_emotion"), ("post", "load_emotion_templates"), ("post", "load_animator_settings"),
-    ("get", "result_feed"), ("post", "render"), ("get", "emotions"), ("get", "stats")])
+    ("get", "result_feed"), ("post", "render"), ("get", "emotions"), ("get", "stats"), ("get", "mocap"),
+    ("post", "mocap")])
 def test_an_unknown_avatar_is_a_404_on_each_of_its_routes(client, method, route):
     response = getattr(client, method)(f"{AVATARS}/nobody/{route}")
     assert response.status_code == 404

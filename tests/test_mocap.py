@@ -1,12 +1,15 @@
 """The puppeteer: real-format packets over loopback UDP (iFacialMocap v1/v2 text, VMC OSC built with python-osc)
-drive the pose; calibration, the timeout back to idle, hostile packets, the HTTP API and the stream."""
+drive the pose; calibration, the timeout back to idle, hostile packets, the HTTP API and the stream; several
+avatars, each driven by its own sender on its own port."""
 from __future__ import annotations
 
+import gc
 import io
 import math
 import random
 import socket
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -261,7 +264,6 @@ def test_hostile_packets_are_counted_and_dropped_and_the_receiver_lives_on(fake_
 def test_http_api_switches_sources_and_reports(fake_engine):
     app = create_app(Config(modules=["talkinghead"]), engines={"talkinghead": fake_engine})
     client = app.test_client()
-    p = app.extensions["talkinghead_mocap"]
     try:
         assert client.get("/api/talkinghead/mocap").get_json()["source"] is None
         answer = client.post("/api/talkinghead/mocap", json={"source": "vmc", "on": True, "port": 0})
@@ -283,7 +285,7 @@ def test_http_api_switches_sources_and_reports(fake_engine):
         off = client.post("/api/talkinghead/mocap", json={"on": False}).get_json()
         assert off["source"] is None and not off["running"]
     finally:
-        p.close()
+        app.extensions["talkinghead_avatars"].close()
 
 
 def test_source_spec_and_server_flag():
@@ -303,28 +305,177 @@ def test_streamed_frames_follow_the_senders_head(fake_engine, live_server_factor
     """FakePoser shifts the frame by 20 px × head_x: a pitch of −15° (head_x 1) moves the character 20 px."""
     app = create_app(Config(modules=["talkinghead"]), engines={"talkinghead": fake_engine})
     server = live_server_factory(app)
-    p = app.extensions["talkinghead_mocap"]
     try:
         port = requests.post(f"{server.url}/api/talkinghead/mocap", json={"source": "vmc", "port": 0},
                              timeout=5).json()["port"]
         sender = Sender(port)
         with requests.get(f"{server.url}/api/talkinghead/result_feed", stream=True, timeout=10) as response:
             reader = stream.PartReader(response.iter_content(chunk_size=None))
-
-            def left_edge() -> int:
-                (_, payload), = reader.read(1)
-                alpha = np.asarray(Image.open(io.BytesIO(payload)))[:, :, 3]
-                return int(np.argmax(alpha[256] > 0))
-
-            before = left_edge()
-            sender.vmc({}, head_euler=(-15.0, 0, 0))
-            sent = time.monotonic()
-            edges = []
-            while time.monotonic() - sent < 2.0:
-                sender.vmc({}, head_euler=(-15.0, 0, 0))
-                edges.append(left_edge())
-                if edges[-1] >= before + 19:
-                    break
+            before = left_edge(reader)
+            edges = follow(reader, sender, pitch=-15.0, until=lambda edge: edge >= before + 19)
         assert edges[-1] >= before + 19, (before, edges)  # int(20 × 0.99999)
     finally:
-        p.close()
+        app.extensions["talkinghead_avatars"].close()
+
+
+def left_edge(reader) -> int:
+    """Where the character's opaque square begins on row 256 of the next streamed frame (FakePoser: 128 +
+    20 × head_x)."""
+    (_, payload), = reader.read(1)
+    alpha = np.asarray(Image.open(io.BytesIO(payload)))[:, :, 3]
+    return int(np.argmax(alpha[256] > 0))
+
+
+def follow(reader, sender, *, pitch: float, until, timeout: float = 2.0) -> list[int]:
+    """Send the head pitched by `pitch` degrees, again before each frame read, until `until(left edge)` or the
+    timeout: the edges read."""
+    sent = time.monotonic()
+    edges = []
+    while time.monotonic() - sent < timeout:
+        sender.vmc({}, head_euler=(pitch, 0, 0))
+        edges.append(left_edge(reader))
+        if until(edges[-1]):
+            break
+    return edges
+
+
+# -- several avatars, each with its own capture ---------------------------------------------------------------
+AVATARS = "/api/talkinghead/avatars"
+
+
+@pytest.fixture
+def avatars_app(fake_engine):
+    app = create_app(Config(modules=["talkinghead"], talkinghead_max_avatars=4),
+                     engines={"talkinghead": fake_engine})
+    yield app
+    app.extensions["talkinghead_avatars"].close()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def edge_now(server, path: str) -> int:
+    """The left edge in the frame a viewer who opens the avatar's stream now gets first (the latest)."""
+    with requests.get(f"{server.url}{path}/result_feed", stream=True, timeout=10) as response:
+        return left_edge(stream.PartReader(response.iter_content(chunk_size=None)))
+
+
+def test_two_avatars_follow_two_senders_each_its_own(avatars_app, live_server_factory):
+    """alice's sender pitches her head down (+20 px in the fake poser's frame), bob's up (−20 px), each to its
+    own port: each avatar's stream follows its own sender only; the default avatar's does not move."""
+    server = live_server_factory(avatars_app)
+    paths = {"alice": f"{AVATARS}/alice", "bob": f"{AVATARS}/bob", "default": "/api/talkinghead"}
+    senders = {}
+    for name in ("alice", "bob"):
+        assert requests.put(f"{server.url}{AVATARS}/{name}", timeout=10).status_code == 201
+        answer = requests.post(f"{server.url}{paths[name]}/mocap", json={"source": "vmc", "port": 0}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        state = answer.json()
+        assert state["source"] == "vmc" and state["running"], state
+        senders[name] = Sender(state["port"])
+    assert senders["alice"].address != senders["bob"].address
+
+    def drive(pitches: dict, until) -> dict:
+        """Send each sender its pitch, then look at every stream, until `until(edges)` (or 3 s)."""
+        deadline = time.monotonic() + 3.0
+        while True:
+            for name, pitch in pitches.items():
+                senders[name].vmc({}, head_euler=(pitch, 0, 0))
+            edges = {name: edge_now(server, path) for name, path in paths.items()}
+            if until(edges) or time.monotonic() > deadline:
+                return edges
+
+    def idle(edge: int) -> bool:  # the animator's sway: head_x within ±0.45 (± 9 px); a driven head: ±20 px
+        return abs(edge - 128) <= 10
+
+    assert all(map(idle, drive({}, lambda edges: True).values()))
+    edges = drive({"alice": -15.0}, lambda edges: edges["alice"] >= 128 + 19)  # int(20 × 0.99999)
+    assert edges["alice"] >= 128 + 19 and idle(edges["bob"]) and idle(edges["default"]), edges
+    edges = drive({"alice": -15.0, "bob": 15.0}, lambda edges: edges["bob"] <= 128 - 19)
+    assert edges["alice"] >= 128 + 19 and edges["bob"] <= 128 - 19 and idle(edges["default"]), edges
+
+    states = {name: requests.get(f"{server.url}{path}/mocap", timeout=10).json() for name, path in paths.items()}
+    assert states["alice"]["values"]["head_x_index"] == pytest.approx(1.0, abs=1e-3)
+    assert states["bob"]["values"]["head_x_index"] == pytest.approx(-1.0, abs=1e-3)
+    assert states["alice"]["packets"] > states["bob"]["packets"] > 0
+    assert (states["default"]["running"], states["default"]["packets"]) == (False, 0)
+
+
+def test_a_port_another_avatar_listens_on_is_a_409_and_both_keep_running(avatars_app):
+    client = avatars_app.test_client()
+    client.put(f"{AVATARS}/alice")
+    client.put(f"{AVATARS}/bob")
+    alice = client.post(f"{AVATARS}/alice/mocap", json={"source": "vmc", "port": 0}).get_json()
+    bob = client.post(f"{AVATARS}/bob/mocap", json={"source": "ifacialmocap", "port": 0}).get_json()
+    for path in (f"{AVATARS}/bob/mocap", "/api/talkinghead/mocap"):
+        clash = client.post(path, json={"source": "vmc", "port": alice["port"]})
+        assert clash.status_code == 409, clash.get_json()
+        assert f"UDP port {alice['port']} is taken by the vmc capture of avatar 'alice'" in clash.get_json()["error"]
+    again = client.get(f"{AVATARS}/bob/mocap").get_json()  # bob's capture is as it was
+    assert (again["source"], again["running"], again["port"]) == ("ifacialmocap", True, bob["port"])
+    Sender(alice["port"]).vmc({"O": 1.0})  # alice's still listens and drives her
+    wait_for(lambda: client.get(f"{AVATARS}/alice/mocap").get_json()["driving"])
+    assert client.get(f"{AVATARS}/alice/mocap").get_json()["values"]["mouth_ooo_index"] == 1.0
+    assert not client.get(f"{AVATARS}/bob/mocap").get_json()["driving"]
+    # the same port again for alice herself is no clash: she switches source on it
+    same = client.post(f"{AVATARS}/alice/mocap", json={"source": "ifacialmocap", "port": alice["port"]})
+    assert (same.status_code, same.get_json()["source"], same.get_json()["port"]) == (
+        200, "ifacialmocap", alice["port"])
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        taken = other_program.getsockname()[1]
+        refused = client.post(f"{AVATARS}/bob/mocap", json={"source": "vmc", "port": taken})
+        assert refused.status_code == 400 and f"cannot listen for vmc on UDP 127.0.0.1:{taken}" \
+            in refused.get_json()["error"]
+
+
+def test_deleting_an_avatar_frees_its_port_and_closing_the_avatars_frees_all(avatars_app):
+    client = avatars_app.test_client()
+    client.put(f"{AVATARS}/alice")
+    port = free_udp_port()
+    assert client.post(f"{AVATARS}/alice/mocap", json={"source": "vmc", "port": port}).status_code == 200
+    assert not bindable(port)
+    gone = weakref.ref(avatars_app.extensions["talkinghead_avatars"].get("alice"))
+    assert client.delete(f"{AVATARS}/alice").status_code == 200
+    gc.collect()
+    assert gone() is None, "the deleted avatar's capture still holds it"
+    assert client.get(f"{AVATARS}/alice/mocap").status_code == 404
+    client.put(f"{AVATARS}/carol")
+    carol = client.post(f"{AVATARS}/carol/mocap", json={"source": "vmc", "port": port})
+    assert carol.status_code == 200 and carol.get_json()["port"] == port, carol.get_json()
+
+    default = client.post("/api/talkinghead/mocap", json={"source": "vmc", "port": 0}).get_json()["port"]
+    assert not bindable(default)
+    avatars_app.extensions["talkinghead_avatars"].close()  # what server shutdown does
+    assert bindable(port) and bindable(default)
+
+
+def test_the_flag_starts_the_default_avatars_capture(fake_engine):
+    port = free_udp_port()
+    app = create_app(Config(modules=["talkinghead"], talkinghead_mocap=f"vmc:{port}"),
+                     engines={"talkinghead": fake_engine})
+    try:
+        state = app.test_client().get("/api/talkinghead/mocap").get_json()
+        assert (state["source"], state["running"], state["port"]) == ("vmc", True, port)
+    finally:
+        app.extensions["talkinghead_avatars"].close()
+    assert bindable(port)
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_unknown_avatars_capture_is_a_404(avatars_app, method):
+    response = getattr(avatars_app.test_client(), method)(f"{AVATARS}/nobody/mocap", json={"on": False})
+    assert response.status_code == 404 and "no avatar 'nobody'" in response.get_json()["error"]

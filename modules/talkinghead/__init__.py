@@ -13,16 +13,19 @@ def setup(app, config) -> None:
     from modules.talkinghead.routes import VIEWER_CAP, avatar_blueprint, blueprint
     from modules.viewers import ViewerCap
 
-    if "talkinghead" not in app.extensions:  # tests may hand in an engine they share across apps
+    built = "talkinghead" not in app.extensions  # tests may hand in an engine they share across apps
+    if built:
         engine = _build(config.talkinghead)
         app.extensions["talkinghead"] = engine
         atexit.register(engine.close)
     app.extensions[VIEWER_CAP] = ViewerCap(config.talkinghead.max_viewers)
     app.register_blueprint(blueprint)
     avatar_routes.setup(app, config)  # the avatars: the default one is the engine above
+    if built:  # at exit, before the engine (atexit runs last first): every avatar and face capture
+        atexit.register(app.extensions["talkinghead_avatars"].close)
     app.register_blueprint(avatar_blueprint)  # each avatar's own routes, as blueprint's for the default one
     manual_poser_routes.setup(app, config)  # the manual poser page and its API
-    mocap_routes.setup(app, config)  # the puppeteer: face capture drives the pose
+    mocap_routes.setup(app, config)  # each avatar's puppeteer: face capture drives its pose
 
 
 def _build(section):

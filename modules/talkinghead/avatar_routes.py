@@ -4,7 +4,8 @@
     GET    /api/talkinghead/avatars         {"avatars": [{"id", "emotion", "talking", "viewers"}], "max_avatars"}
     POST   /api/talkinghead/avatars         JSON {"id"} (optional), or multipart: file (the PNG), id → 201 {"id"}
     PUT    /api/talkinghead/avatars/<id>    made if missing (201), else 200; {"id"}
-    DELETE /api/talkinghead/avatars/<id>    {"id", "deleted": true}; its threads and viewers' streams end
+    DELETE /api/talkinghead/avatars/<id>    {"id", "deleted": true}; its threads, its face capture (its UDP port
+                                            freed) and its viewers' streams end
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ _STATUS = {avatars_mod.BadAvatarId: 400, avatars_mod.UnknownAvatar: 404, avatars
 
 
 def setup(app, config) -> None:
-    """The avatars of this app's engine (its default one), at most --talkinghead-max-avatars."""
-    app.extensions["talkinghead_avatars"] = Avatars(app.extensions["talkinghead"], config.talkinghead.max_avatars)
+    """The avatars of this app's engine (its default one), at most --talkinghead-max-avatars; their face captures
+    listen on every interface with --listen."""
+    app.extensions["talkinghead_avatars"] = Avatars(app.extensions["talkinghead"], config.talkinghead.max_avatars,
+                                                    listen=config.listen)
     app.register_blueprint(blueprint)
 
 

@@ -1,33 +1,39 @@
-"""HTTP for the puppeteer (talkinghead.mocap): GET the capture's state, POST to switch a source on or off,
-calibrate, or set gains. The Puppeteer lives in app.extensions["talkinghead_mocap"]; the engine asks it for
-the pose override (TalkingHead.set_pose_override)."""
+"""HTTP for face capture (talkinghead.mocap): GET an avatar's capture state, POST to switch its source on or
+off, calibrate, or set gains. Each avatar has its own Puppeteer on its own UDP port (Avatars.capture: made on
+first use, set as that avatar's pose override); the routes are per avatar (routes.per_avatar):
+/api/talkinghead/mocap for the default avatar, /api/talkinghead/avatars/<id>/mocap for each.
+Holds no state: the puppeteers are the Avatars' (app.extensions["talkinghead_avatars"])."""
 from __future__ import annotations
 
-import atexit
-
-from flask import Blueprint, current_app, jsonify, request
+from flask import current_app, jsonify, request
 
 from modules import SetupError
-from modules.errors import bad_request, json_body
-from talkinghead.mocap import SOURCES, MocapError, Puppeteer, parse_spec
+from modules.errors import ApiError, bad_request, json_body
+from modules.talkinghead.routes import avatar_id, per_avatar
+from talkinghead.avatars import DEFAULT, UnknownAvatar
+from talkinghead.mocap import SOURCES, MocapError, PortTaken, Puppeteer, parse_spec
 
-blueprint = Blueprint("talkinghead_mocap", __name__, url_prefix="/api/talkinghead")
 _KEYS = {"source", "on", "port", "phone", "calibrate", "gain"}
 
 
 def puppeteer() -> Puppeteer:
-    return current_app.extensions["talkinghead_mocap"]
+    """The capture of the avatar the request is for."""
+    try:
+        return current_app.extensions["talkinghead_avatars"].capture(avatar_id())
+    except UnknownAvatar as e:  # deleted since its path was looked up
+        raise ApiError(404, str(e)) from None
 
 
-@blueprint.get("/mocap")
+@per_avatar("/mocap")
 def mocap_status():
     return jsonify(puppeteer().status())
 
 
-@blueprint.post("/mocap")
+@per_avatar("/mocap", methods=("POST",))
 def mocap_control():
     """{"source": "ifacialmocap"|"vmc", "on": bool, "port": int, "phone": IP, "calibrate": bool,
-    "gain": {pose name: number}} — each key optional; answers the state, as GET."""
+    "gain": {pose name: number}} — each key optional; answers the state, as GET. A port another avatar's
+    capture listens on: 409 (both keep running as they were); any other port that cannot be bound: 400."""
     body = json_body(request)
     unknown = set(body) - _KEYS
     if unknown:
@@ -52,22 +58,20 @@ def mocap_control():
             p.set_gains(body["gain"])
         if "calibrate" in body:
             p.calibrate(body["calibrate"])
+    except PortTaken as e:
+        raise ApiError(409, str(e)) from None
     except MocapError as e:
         raise bad_request(str(e)) from None
     return jsonify(p.status())
 
 
 def setup(app, config) -> None:
-    """The puppeteer for this app's engine, started from --talkinghead-mocap if given."""
-    p = Puppeteer(listen=config.listen)
-    app.extensions["talkinghead"].set_pose_override(p)
-    app.extensions["talkinghead_mocap"] = p
+    """The default avatar's capture started from --talkinghead-mocap, if given (the routes are routes.py's
+    blueprints, registered by the package's setup)."""
     spec = config.talkinghead.mocap
     if spec:
         try:
             source, options = parse_spec(spec)
-            p.start(source, **options)
+            app.extensions["talkinghead_avatars"].capture(DEFAULT).start(source, **options)
         except MocapError as e:
             raise SetupError(f"--talkinghead-mocap: {e}") from None
-        atexit.register(p.close)
-    app.register_blueprint(blueprint)

@@ -39,11 +39,13 @@ def _avatar() -> None:
 
 
 def per_avatar(rule: str, methods: tuple[str, ...] = ("GET",)):
-    """Register a view for the default avatar and, under /avatars/<id>, for each avatar."""
+    """Register a view for the default avatar and, under /avatars/<id>, for each avatar (here and in
+    mocap_routes.py)."""
     def register(view):
         blueprint.add_url_rule(rule, view_func=view, methods=methods)
         avatar_blueprint.add_url_rule(rule, view_func=view, methods=methods)
-        PER_AVATAR.append(rule)
+        if rule not in PER_AVATAR:  # a rule with a view per method comes once
+            PER_AVATAR.append(rule)
         return view
     return register
 
@@ -51,6 +53,11 @@ def per_avatar(rule: str, methods: tuple[str, ...] = ("GET",)):
 def engine():
     """The avatar the request is for: the one its path names, else the default one."""
     return g.get("avatar") or current_app.extensions["talkinghead"]
+
+
+def avatar_id() -> str:
+    """The id of the avatar the request is for (engine())."""
+    return g.get("avatar_id", avatars_mod.DEFAULT)
 
 
 def text(body: str) -> Response:

@@ -18,6 +18,14 @@ capture stops the character eases into the emotion of the moment. Breathing stay
 
 Packets that do not decode, are too big, or say nothing usable are counted (`dropped`) and ignored; the
 thread survives anything a packet holds.
+
+Each avatar has its own Puppeteer (talkinghead.mocap.captures), each on its own port: `port_holder`, given at
+construction, names who else on this server listens on a port (another avatar's capture), so that `start`
+refuses it (PortTaken) before anything changes. `close` is for good (the avatar is gone): a later `start` is
+refused, so no socket is bound for an avatar that no longer exists.
+
+Threads: the receiver thread and HTTP threads. `_lock` guards the capture state (source, options, socket,
+thread, mapping, counters, the published track, closed); `on_change` and `port_holder` are called outside it.
 """
 from __future__ import annotations
 
@@ -51,6 +59,14 @@ ROTATION_STEP = 0.005  # a head/body value must change this much (0.075° of pit
 
 class MocapError(ValueError):
     """A bad source spec or request, or a port that cannot be bound; the message says which."""
+
+
+class PortTaken(MocapError):
+    """Another capture of this server (another avatar's) listens on the port; it keeps running."""
+
+
+def default_port(source: str) -> int:
+    return ifacialmocap.PORT if source == "ifacialmocap" else vmc.PORT
 
 
 @dataclass(frozen=True)
@@ -96,9 +112,14 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 class Puppeteer:
     """The running capture source (at most one), its statistics, and the published pose override."""
 
-    def __init__(self, *, listen: bool = False, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, *, listen: bool = False, clock: Callable[[], float] = time.monotonic,
+                 port_holder: Callable[[int], str | None] = lambda port: None):
+        """port_holder(port): who else on this server listens on `port` (e.g. "the vmc capture of avatar 'alice'"),
+        or None: `start` refuses a port it names."""
         self.host = "0.0.0.0" if listen else "127.0.0.1"
         self._clock = clock
+        self._port_holder = port_holder
+        self._closed = False
         self._lock = threading.Lock()  # everything below; the thread and the HTTP threads share it
         self.mapper = Mapper()
         self._on_change: Callable[[], None] = lambda: None  # the engine's (connect): an event
@@ -114,7 +135,8 @@ class Puppeteer:
 
     # -- control ---------------------------------------------------------------------------------------------
     def start(self, source: str, *, port: int | None = None, phone: str | None = None) -> None:
-        """Listen for `source` (replacing the running one). Raises MocapError (bad option, port in use)."""
+        """Listen for `source` (replacing the running one). Raises PortTaken (another capture of this server
+        listens there; nothing changes) or MocapError (bad option, port in use by another program, closed)."""
         if source not in SOURCES:
             raise MocapError(f"unknown mocap source {source!r}; known: {', '.join(SOURCES)}")
         if phone is not None:
@@ -125,9 +147,15 @@ class Puppeteer:
             if source != "ifacialmocap":
                 raise MocapError("phone is for ifacialmocap only")
         if port is None:
-            port = ifacialmocap.PORT if source == "ifacialmocap" else vmc.PORT
+            port = default_port(source)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
             raise MocapError(f"port must be 0-65535, got {port!r}")
+        holder = self._port_holder(port) if port else None  # port 0: any free port, never taken
+        if holder:
+            raise PortTaken(f"UDP port {port} is taken by {holder}, which keeps running: stop that one "
+                            '({"on": false}) or choose another "port"')
+        if self._closed:
+            raise MocapError("this capture is closed: its avatar was deleted")
         self.stop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -141,6 +169,9 @@ class Puppeteer:
             log.warning("mocap: listening on loopback only; a phone at %s cannot reach it: start with --listen",
                         phone)
         with self._lock:
+            if self._closed:  # closed while binding: the socket is nobody's
+                sock.close()
+                raise MocapError("this capture is closed: its avatar was deleted")
             self._source, self._options = source, {"port": sock.getsockname()[1], "phone": phone}
             self._sock = sock
             self._reset_stats()
@@ -163,7 +194,16 @@ class Puppeteer:
             self._source = None
             self._release(self._clock())
 
-    close = stop
+    def close(self) -> None:
+        """Stop for good (the avatar is gone): the socket is freed, a later `start` is refused."""
+        with self._lock:
+            self._closed = True
+        self.stop()
+
+    def listening(self) -> tuple[str, int] | None:
+        """(source, UDP port) while it runs; None when stopped."""
+        with self._lock:
+            return (self._source, self._options["port"]) if self._thread is not None else None
 
     def calibrate(self, on: bool = True) -> None:
         """The latest capture is the resting face (on=False: forget it). MocapError with no capture yet."""
