@@ -24,7 +24,7 @@ import re
 import threading
 
 from talkinghead.image import load_character
-from talkinghead.mocap import Captures
+from talkinghead.mocap import Captures, Puppeteer
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,14 @@ class Avatars:
     def items(self) -> list:
         with self._lock:
             return list(self._avatars.items())
+
+    def capture_status(self, avatar_id: str) -> dict:
+        """What GET /mocap says: the avatar's capture, or, before its first use, an idle one's state (a GET
+        makes nothing: a capture set as the pose override is a change of the avatar's future). Raises
+        UnknownAvatar."""
+        avatar = self.get(avatar_id)
+        puppeteer = self.captures.made(avatar_id, avatar)
+        return (puppeteer or Puppeteer(listen=self.captures.listen)).status()
 
     def capture(self, avatar_id: str):
         """The avatar's face capture (a talkinghead.mocap.Puppeteer), made on first use and set as its pose

@@ -479,3 +479,15 @@ def test_the_flag_starts_the_default_avatars_capture(fake_engine):
 def test_an_unknown_avatars_capture_is_a_404(avatars_app, method):
     response = getattr(avatars_app.test_client(), method)(f"{AVATARS}/nobody/mocap", json={"on": False})
     assert response.status_code == 404 and "no avatar 'nobody'" in response.get_json()["error"]
+
+
+def test_asking_an_avatars_capture_state_makes_no_capture(avatars_app):
+    """A GET only looks: the avatar's pose stays the animator's until a capture is switched on."""
+    client = avatars_app.test_client()
+    client.put(f"{AVATARS}/alice")
+    for path in (f"{AVATARS}/alice/mocap", "/api/talkinghead/mocap"):
+        answer = client.get(path)
+        assert answer.status_code == 200 and answer.get_json()["running"] is False
+    avatars = avatars_app.extensions["talkinghead_avatars"]
+    assert avatars.captures.made("alice", avatars.get("alice")) is None
+    assert avatars.captures.made("default", avatars.get("default")) is None

@@ -1,6 +1,6 @@
 """HTTP for face capture (talkinghead.mocap): GET an avatar's capture state, POST to switch its source on or
 off, calibrate, or set gains. Each avatar has its own Puppeteer on its own UDP port (Avatars.capture: made on
-first use, set as that avatar's pose override); the routes are per avatar (routes.per_avatar):
+its first POST, set as that avatar's pose override; a GET before that answers an idle capture's state and makes none); the routes are per avatar (routes.per_avatar):
 /api/talkinghead/mocap for the default avatar, /api/talkinghead/avatars/<id>/mocap for each.
 Holds no state: the puppeteers are the Avatars' (app.extensions["talkinghead_avatars"])."""
 from __future__ import annotations
@@ -26,7 +26,10 @@ def puppeteer() -> Puppeteer:
 
 @per_avatar("/mocap")
 def mocap_status():
-    return jsonify(puppeteer().status())
+    try:
+        return jsonify(current_app.extensions["talkinghead_avatars"].capture_status(avatar_id()))
+    except UnknownAvatar as e:  # deleted since its path was looked up
+        raise ApiError(404, str(e)) from None
 
 
 @per_avatar("/mocap", methods=("POST",))

@@ -38,6 +38,12 @@ class Captures:
         avatar.set_pose_override(puppeteer)
         return puppeteer
 
+    def made(self, avatar_id: str, avatar) -> Puppeteer | None:
+        """The avatar's puppeteer if one was made (None: its capture was never asked to do anything)."""
+        with self._lock:
+            found = self._table.get(avatar_id)
+        return found[1] if found is not None and found[0] is avatar else None
+
     def close(self, avatar_id: str, avatar=None) -> None:
         """Stop the avatar's puppeteer for good and forget it (only if it is `avatar`'s, when given)."""
         with self._lock:
