@@ -1,8 +1,9 @@
 """HTTP for face capture (talkinghead.mocap): GET an avatar's capture state, POST to switch its source on or
 off, calibrate, or set gains. Each avatar has its own Puppeteer on its own UDP port (Avatars.capture: made on
-its first POST, set as that avatar's pose override; a GET before that answers an idle capture's state and makes none); the routes are per avatar (routes.per_avatar):
-/api/talkinghead/mocap for the default avatar, /api/talkinghead/avatars/<id>/mocap for each.
-Holds no state: the puppeteers are the Avatars' (app.extensions["talkinghead_avatars"])."""
+its first POST, set as that avatar's pose override; a GET before that answers an idle capture's state and
+makes none). The routes are per avatar (routes.per_avatar): /api/talkinghead/mocap for the default avatar,
+/api/talkinghead/avatars/<id>/mocap for each. Holds no state: the puppeteers are the Avatars'
+(app.extensions["talkinghead_avatars"])."""
 from __future__ import annotations
 
 from flask import current_app, jsonify, request
