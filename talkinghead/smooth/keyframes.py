@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from talkinghead.smooth import interpolation
-from talkinghead.smooth.region import Region, packed_grid
+from talkinghead.smooth.region import FILL, Region, packed_grid
 
 # Keyframes kept in memory: 5 MB each for the whole frame (half precision: the sampling map as each pixel's
 # offset, the colour change and its alpha), 2.7 MB in a character's region (region.py: lambda_00), so ~43 of
@@ -54,6 +54,16 @@ class Keyframe:
         offset = (sample_map - _grid(region, sample_map)).astype(np.float16)
         return cls(np.asarray(pose, np.float32), image_version, offset, color.astype(np.float16),
                    alpha.astype(np.float16), region)
+
+    def in_region(self, region: Region) -> Keyframe:
+        """This keyframe packed in `region` (itself if it is there already): a larger one, after its region grew
+        (region.py). Outside its own region it is transparent, as it was rendered (FILL)."""
+        if region == self.region or self.region is None:
+            return self
+        arrays = (region.pack(self.region.unpack(array, FILL[name]))
+                  for name, array in (("offset", self.offset), ("color", self.color), ("alpha", self.alpha)))
+        return Keyframe(self.pose, self.image_version, *arrays, region, number=self.number,
+                        last_used=self.last_used)
 
     @property
     def sample_map(self) -> np.ndarray:
@@ -138,6 +148,11 @@ class KeyframeStore:
             self.evicted += len(evicted)
             self._points = np.array([k.point for k in self._keyframes])
             return evicted
+
+    def repack(self, region: Region) -> None:
+        """Every keyframe packed in `region` (its region grew)."""
+        with self._lock:
+            self._keyframes = [k.in_region(region) for k in self._keyframes]
 
     def clear(self) -> None:
         with self._lock:

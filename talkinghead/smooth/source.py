@@ -188,12 +188,12 @@ class SmoothSource:
                 return
             self._on_disk.update(on_disk)
         for pose, outputs in self.disk.load(character_key):
-            keyframe = Keyframe(pose, version, *outputs)
             with self._lock:
                 if version != self._image_version:
                     return  # another character came meanwhile
-                if keyframe.region != self._region:
-                    continue  # kept with another region (never for the same image; a guard: frames mix none)
+                keyframe = self._fit(Keyframe(pose, version, *outputs))
+                if keyframe is None:
+                    continue
                 if self.keyframes.nbytes + keyframe.nbytes > self.keyframes.max_bytes:
                     break  # memory is full: the rest come back when the stream comes near them (_bring_back)
                 self.keyframes.add(keyframe)
@@ -307,6 +307,9 @@ class SmoothSource:
             if keyframe.image_version != self._image_version:
                 return
             character_key = self._character_key
+            keyframe = self._fit(keyframe)
+            if keyframe is None:
+                return
             self.keyframes.add(keyframe)
         if self.disk is not None and character_key is not None:
             path = self.disk.save(character_key, keyframe.number, keyframe.pose,
@@ -314,6 +317,24 @@ class SmoothSource:
             with self._lock:
                 if path is not None and character_key == self._character_key:
                     self._on_disk[path] = keyframe.pose
+
+    def _fit(self, keyframe: Keyframe) -> Keyframe | None:
+        """(Under _lock.) The keyframe packed in the character's region, which grows to hold its region first
+        (one kept on disk before a growth, or rendered while the region grew). None: it cannot be shown with
+        the others (a region where the character has none: never for the same image)."""
+        if self._region is None or keyframe.region is None:
+            return keyframe if keyframe.region == self._region else None
+        if not self._region.contains(keyframe.region):
+            self._set_region(self._region.union(keyframe.region))
+        return keyframe.in_region(self._region)
+
+    def _set_region(self, region: Region) -> None:
+        """(Under _lock.) The character shows beyond its region: from now on keyframes keep the larger one,
+        and those kept are packed again into it (region.py)."""
+        before, self._region = self._region, region
+        self.keyframes.repack(region)
+        log.info("the character shows beyond the %d%% of the frame its keyframes kept: now %d%% (%d keyframes "
+                 "packed again)", round(before.fraction * 100), round(region.fraction * 100), len(self.keyframes))
 
     def _kept_near(self, pose: np.ndarray, count: int) -> list[tuple[object, np.ndarray]]:
         """The `count` keyframes nearest this pose that are kept on disk but no longer in memory (evicted):
@@ -337,8 +358,8 @@ class SmoothSource:
             if version != self._image_version:
                 return False
             pose, outputs = kept
-            keyframe = Keyframe(pose, version, *outputs)
-            if keyframe.region != self._region:
+            keyframe = self._fit(Keyframe(pose, version, *outputs))
+            if keyframe is None:
                 return False
             self.keyframes.add(keyframe)
             self.keyframes_recalled += 1
@@ -368,12 +389,23 @@ class SmoothSource:
                 grid, color, alpha = self.poser.edit_changes(image, warped, grid_change, rotation)
             except backends.Cancelled:
                 return None
-        keyframe = Keyframe.of(pose, version, *editor_outputs(grid, color, alpha), region)
+        outputs = editor_outputs(grid, color, alpha)
+        if region is not None:
+            region = self._region_showing(outputs, image[0, 3].float().numpy(), region, version)
+        keyframe = Keyframe.of(pose, version, *outputs, region)
         self.keyframes_rendered += 1
         self.last_keyframe_ms = (time.perf_counter() - started) * 1000
         self.timings["keyframe"] = self.last_keyframe_ms
         self.scheduler.keyframe_took(self.last_keyframe_ms / 1000)
         return keyframe
+
+    def _region_showing(self, outputs, image_alpha: np.ndarray, region: Region, version: int) -> Region:
+        """The character's region, grown first if this keyframe shows something outside it (region.py)."""
+        outside = region.outside(*outputs, image_alpha)
+        with self._lock:
+            if outside.any() and version == self._image_version:
+                self._set_region(self._region.union(region.grown(outside)))
+            return self._region if version == self._image_version else region
 
     def _face_for_keyframe(self, pose: np.ndarray, future) -> torch.Tensor | None:
         face = self.faces.get(face_key(pose))
