@@ -108,7 +108,8 @@ class KeyframeDisk:
     # -- reading ------------------------------------------------------------------------------------------
     def load(self, character: str) -> Iterator[tuple[np.ndarray, tuple]]:
         """The character's keyframes as (pose, (offset, colour change, alpha, region)): a Keyframe's arrays,
-        half precision, and their region (None: the whole frame), the most recently made first. Refused files are removed, with one log line."""
+        half precision, and their region (None: the whole frame), the most recently made first. Refused files
+        are removed, with one log line."""
         folder = self.directory / character
         if not folder.is_dir():
             return
