@@ -3,14 +3,15 @@
 Why: on a server that also streams, a classify call waits for a core longer than it computes, so its
 latency scales with the CPU time it needs. Measured with `bench.bench_viewers` (60 viewers, calls every 0.1 s,
 this 2-core machine), torch: 14 ms of CPU per call, and 10-30 ms more queued behind the frame thread and the
-encoder (the thread's run-queue time, /proc/<tid>/schedstat; waits for the GIL were under 1 ms); classify
-p50 26-32 ms, p99 46-65 ms over 60 s. On OpenVINO: 8.5 ms of CPU, p50 14-16 ms, p99 26-36 ms (interleaved
-runs). One message at a time (`bench.bench_classify`, 207 held-out lines, load average ~1.1): median
-14.8 ms on torch (82 % of it in the matrix products, the rest PyTorch's per-op overhead), 10.2-10.7 ms here;
-a warm start takes 0.9 s instead of 2.1 s (no torch model to load); the server's RSS after a classify,
-1321 MB against 1287 MB. Same weights in f32 (CPU precision hint
-f32, the IR saved without fp16 compression): the features match torch's to 3e-7 and the labels are the same
-(tests/test_classify_openvino.py).
+encoder (the thread's run-queue time, /proc/<tid>/schedstat; waits for the GIL were under 1 ms; as an
+experiment, the request thread at nice -10, which needs root, cut the queueing to ~3 ms, the viewers' threads
+at nice +5 made no difference beyond the noise); classify p50 25-32 ms, p99 45-65 ms (four 60 s runs). On
+OpenVINO: 8.5 ms of CPU, p50 14-16 ms, p99 25-36 ms (four runs interleaved with those). One message at a time
+(`bench.bench_classify`, 207 held-out lines, load average ~1.1): median 14.8 ms on torch (82 % of it in the
+matrix products, the rest PyTorch's per-op overhead), 10.2-10.7 ms here. A warm start takes 0.9 s instead of
+2.1 s (no torch model to load); the server's RSS after a classify, 1321 MB against 1287 MB. Same weights in
+f32 (CPU precision hint f32, the IR saved without fp16 compression): the features match torch's to 3e-7 and
+the labels are the same (tests/test_classify_openvino.py).
 
 Exported once from the torch module (`embedding.PooledFeatures`, dynamic batch and length) with
 `ov.convert_model`, saved as OpenVINO IR in the cache folder (classify-encoder-<key>.xml and .bin, 90 MB);
