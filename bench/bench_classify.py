@@ -2,10 +2,10 @@
 
     .venv/bin/python -m bench.bench_classify [--model ID_OR_PATH] [--device cpu|cuda]
 
-Built-in: load time cold (empty head cache: embed the training set and fit the head) and warm (head from the
-cache), each in a fresh Python process as a server start sees them; then each held-out message classified one
-at a time, as the HTTP route does. Accuracy is top-1 and coarse family, on the whole held-out set and on its
-plain and hard (implicit emotion) parts. Prints Markdown tables.
+Built-in: load time cold (empty cache: export the encoder to OpenVINO, embed the training set and fit the
+head) and warm (both from the cache), each in a fresh Python process as a server start sees them; then each
+held-out message classified one at a time, as the HTTP route does. Accuracy is top-1 and coarse family, on the
+whole held-out set and on its plain and hard (implicit emotion) parts. Prints Markdown tables.
 """
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def load_engine(model: str | None, device: str) -> tuple[object, list[tuple[str,
         warm = load_in_fresh_process(Path(cache), device)
         engine = BuiltinClassifier(device=device, cache_dir=Path(cache))
     return engine, [("import torch + transformers (fresh process)", warm["import"]),
-                    ("load, cold: embed training set + fit head", cold["load"]),
-                    ("load, warm: head from cache", warm["load"])]
+                    ("load, cold: export the encoder, embed training set, fit head", cold["load"]),
+                    ("load, warm: encoder and head from cache", warm["load"])]
 
 
 def percentile(values: list[float], fraction: float) -> float:

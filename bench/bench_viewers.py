@@ -97,6 +97,7 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("server_args", nargs="*", help="more server.py arguments (after --)")
     args = ap.parse_args()
+    load_average = os.getloadavg()  # the machine is shared: say how busy it was when this run began
     port = args.port or free_port()
     path = "/api/talkinghead/result_feed" + ("?format=jpeg" if args.format == "jpeg" else "")
     server = Server(port, [f"--talkinghead-max-viewers={args.viewers}",
@@ -135,6 +136,7 @@ def main() -> int:
                                                      json={"text": TEXTS[i % len(TEXTS)]}, timeout=30)),
                  ("stats", lambda i: session.get(server.base + "/api/talkinghead/stats", timeout=30))]
         latency: dict[str, list[float]] = {name: [] for name, _ in calls}
+        by_thread0, readers_cpu0 = stats()["cpu_seconds"], cpu_seconds(readers.pid)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         during, viewers_seen, i = None, [], 0
         while time.monotonic() - t0 < args.seconds:
@@ -152,6 +154,8 @@ def main() -> int:
             time.sleep(args.pause)
         elapsed = time.monotonic() - t0
         cores = (cpu_seconds(pid) - cpu0) / elapsed
+        by_thread = {k: (v - by_thread0.get(k, 0.0)) / elapsed for k, v in stats()["cpu_seconds"].items()}
+        readers_cores = (cpu_seconds(readers.pid) - readers_cpu0) / elapsed
         stop.set()
         received = results.get(timeout=60)
         readers.join(timeout=30)
@@ -165,7 +169,8 @@ def main() -> int:
     statuses = {status for status, _, _ in received}
     mb_s = sum(size for _, _, size in received) / elapsed / 2**20
     print(f"\nbench_viewers: {args.viewers} {args.format.upper()} viewers for {elapsed:.0f} s, API calls every "
-          f"{args.pause:g} s; server.py --enable-modules=classify,talkinghead {' '.join(args.server_args)}")
+          f"{args.pause:g} s; server.py --enable-modules=classify,talkinghead {' '.join(args.server_args)}; load "
+          f"average {' '.join(f'{x:.2f}' for x in load_average)} at the start")
     print(f"\n| API call (during) | calls | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|")
     for name, values in latency.items():
         print(f"| {name} | {len(values)} | {percentile(values, 0.5):.1f} | {percentile(values, 0.99):.1f} | "
@@ -177,7 +182,9 @@ def main() -> int:
     print(f"| sent to all viewers | {mb_s:.1f} MB/s |")
     print(f"| viewers in /stats (min / max) | {min(viewers_seen)} / {max(viewers_seen)} |")
     print(f"| viewer {args.viewers + 1} | {extra_answer} |")
-    print(f"| server CPU | {cores:.2f} cores |")
+    threads = ", ".join(f"{group} {value:.2f}" for group, value in by_thread.items() if value >= 0.005)
+    print(f"| server CPU | {cores:.2f} cores ({threads}) |")
+    print(f"| the readers' CPU (this bench's child process) | {readers_cores:.2f} cores |")
     print(f"\n| server process | before (idle) | during | after (idle) |\n|---|---:|---:|---:|")
     for key in ("threads", "fds"):
         print(f"| {key} | {before[key]} | {during[key] if during else '-'} | {after[key]} |")

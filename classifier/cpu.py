@@ -5,6 +5,8 @@ barrier that waits for the slowest thread, and when another process or the talki
 that wait is a scheduler time slice: measured here, 34 ms median / 190 ms worst with 2 threads and one core busy
 versus 18 ms / 25 ms on one thread (15 ms either way on an idle machine). Fitting the built-in head is no
 different: 6 s + 0.4 s on one thread against 16 s + 7 s on two, on a machine with other work running.
+The encoder runs on OpenVINO on the CPU, with one inference thread for the same reason (openvino_features.py);
+torch serves it on CUDA, or when OpenVINO cannot.
 """
 from __future__ import annotations
 
