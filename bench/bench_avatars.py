@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import psutil
 from PIL import Image
 
 from bench.bench_delivery import Server, Viewer, cpu_seconds, gap_figures
-from bench.common import free_port
+from bench.common import free_port, keyframe_folder
 from talkinghead import weights
 
 AVATARS = "/api/talkinghead/avatars"
@@ -84,7 +82,11 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--keep", default=None, help="keyframe folder to use and keep (default: a fresh temporary one)")
     a = ap.parse_args()
-    folder = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench-avatars-keyframes-"))
+    with keyframe_folder(a.keep, "bench-avatars-keyframes-") as folder:
+        return measure(a, folder)
+
+
+def measure(a: argparse.Namespace, folder: Path) -> int:
     print(f"# bench_avatars: real server (classify + talkinghead, CPU), {a.avatars} avatars, one PNG viewer each, "
           f"over HTTP; {psutil.cpu_count()} CPUs; load average at start {psutil.getloadavg()[0]:.1f}")
     started = time.monotonic()
@@ -125,8 +127,6 @@ def main() -> int:
         for viewer in viewers.values():
             viewer.close()
         server.close()
-        if not a.keep:
-            shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

@@ -18,17 +18,15 @@ A part is distinct when its bytes differ from the part before it (keep-alive re-
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
 from bench.bench_delivery import Server, Viewer, cpu_seconds
-from bench.common import free_port
+from bench.common import free_port, keyframe_folder
 from talkinghead import weights
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,8 +102,12 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--keep", default=None, help="keyframe folder to use and keep (default: a fresh temporary one)")
     a = ap.parse_args()
+    with keyframe_folder(a.keep, "bench-keyframes-") as folder:
+        return measure(a, folder)
+
+
+def measure(a: argparse.Namespace, folder: Path) -> int:
     port = a.port or free_port()
-    folder = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench-keyframes-"))
     print(f"# bench_pose_stream: real server (classify + talkinghead, CPU), one PNG viewer over HTTP; "
           f"{psutil.cpu_count()} CPUs; load average at start {psutil.getloadavg()[0]:.1f}")
 
@@ -187,8 +189,6 @@ def main() -> int:
     finally:
         viewer.close()
         server.close()
-        if not a.keep:
-            shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

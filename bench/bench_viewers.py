@@ -28,7 +28,7 @@ import time
 import requests
 
 from bench.bench_delivery import Server, cpu_seconds
-from bench.common import free_port
+from bench.common import free_port, wait_for
 
 BOUNDARY = b"--frame\r\n"
 EMOTIONS = ["joy", "anger", "sadness", "surprise", "neutral", "curiosity"]
@@ -73,15 +73,6 @@ def sample(pid: int) -> dict:
     return {"threads": len(os.listdir(f"/proc/{pid}/task")), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
-def wait_for(predicate, timeout: float, step: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
@@ -113,7 +104,7 @@ def main() -> int:
         with requests.get(server.base + path, stream=True, timeout=60) as warm:
             next(warm.iter_content(1 << 16))
             time.sleep(3)
-        wait_for(lambda: stats()["state"] == "idle" and stats()["viewers"] == 0, args.idle_seconds + 30)
+        wait_for(lambda: stats()["state"] == "idle" and stats()["viewers"] == 0, args.idle_seconds + 30, 0.25)
         time.sleep(1)
         before = sample(pid)
 
@@ -159,8 +150,8 @@ def main() -> int:
         stop.set()
         received = results.get(timeout=60)
         readers.join(timeout=30)
-        wait_for(lambda: stats()["viewers"] == 0 and stats()["state"] == "idle", args.idle_seconds + 60)
-        wait_for(lambda: sample(pid)["threads"] <= before["threads"] and sample(pid)["fds"] <= before["fds"], 15)
+        wait_for(lambda: stats()["viewers"] == 0 and stats()["state"] == "idle", args.idle_seconds + 60, 0.25)
+        wait_for(lambda: sample(pid)["threads"] <= before["threads"] and sample(pid)["fds"] <= before["fds"], 15, 0.25)
         after = sample(pid)
     finally:
         server.close()

@@ -32,7 +32,7 @@ import psutil
 import requests
 from PIL import Image
 
-from bench.common import free_port, stop_process
+from bench.common import free_port, stop_process, wait_for
 from talkinghead.stream import PartReader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,15 +152,6 @@ def stats(base: str) -> dict:
     return requests.get(base + "/api/talkinghead/stats", timeout=30).json()
 
 
-def wait_for(predicate, timeout: float, step: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -193,7 +184,7 @@ def main() -> int:
                 return requests.get(base + "/api/modules", timeout=2).ok
             except requests.RequestException:
                 return server.poll() is not None
-        if not wait_for(up, 600) or server.poll() is not None:
+        if not wait_for(up, 600, 0.5) or server.poll() is not None:
             raise SystemExit("the server did not start (see test-artifacts/soak-server.log)")
         process = psutil.Process(server.pid)
         cold = sample(process)
@@ -206,7 +197,7 @@ def main() -> int:
         time.sleep(20)
         for w in warm:
             w.close()
-        wait_for(lambda: stats(base)["state"] == "idle", args.idle_seconds + 30)
+        wait_for(lambda: stats(base)["state"] == "idle", args.idle_seconds + 30, 0.5)
         time.sleep(3)
         before, faces_before = sample(process), stats(base).get("face_cache", {}).get("entries")
 
@@ -234,7 +225,7 @@ def main() -> int:
         for v in viewers:
             v.close()
         idle = wait_for(lambda: stats(base)["state"] == "idle" and stats(base)["viewers"] == 0,
-                        args.idle_seconds + 60)
+                        args.idle_seconds + 60, 0.5)
         time.sleep(3)
         after = sample(process)
         final = stats(base)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from network import RunningServer
 from talkinghead import weights
 
 
@@ -162,21 +162,13 @@ def start_chromium(*extra_flags: str, capabilities: dict | None = None):
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
 
-class LiveServer:
+class LiveServer(RunningServer):
     def __init__(self, app):
         from server import make_server
 
         # poll(): closing the server while its loop waits reports the closed socket instead of raising.
-        self.server = make_server(app, host="127.0.0.1", port=0, threads=16, channel_timeout=10,
-                                  asyncore_use_poll=True)
-        self.port = self.server.effective_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.close()
-        self.thread.join(timeout=5)
+        super().__init__(make_server(app, host="127.0.0.1", port=0, threads=16, channel_timeout=10,
+                                     asyncore_use_poll=True))
 
 
 @pytest.fixture

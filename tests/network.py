@@ -1,11 +1,13 @@
-"""Helpers for the tests (and benches) that talk to real processes on loopback ports: a free port, a VMC
-packet to send, stopping a server process (`from network import free_port`; benches: `from tests.network
-import ...`)."""
+"""Helpers for the tests (and benches) that talk to real servers on loopback ports: a free port, a VMC packet
+to send, a server run on a thread, waiting for a condition, stopping a server process (`from network import
+free_port`; benches: `from tests.network import ...`)."""
 from __future__ import annotations
 
 import math
 import socket
 import subprocess
+import threading
+import time
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -16,6 +18,31 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:
+    """Whether `predicate()` became true within `timeout` s, asking every `step` s (and once more at the end)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+class RunningServer:
+    """A made waitress server (`server.make_server`, or waitress's own) run on a thread: `url`, `port`;
+    `close()` stops it."""
+
+    def __init__(self, server):
+        self.server, self.port = server, server.effective_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=server.run, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.close()
+        self.thread.join(timeout=5)
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -20,7 +20,7 @@ import requests
 
 from modules import security, stream_server
 from modules.talkinghead.routes import stream_response
-from network import free_port, stop_process
+from network import RunningServer, free_port, stop_process, wait_for
 from server import Config, create_app, make_server
 from talkinghead import stream
 from talkinghead.renderer import FrameSlot
@@ -43,31 +43,17 @@ def app_with(fake_engine, sources: dict | None = None, **config):
     return app
 
 
-class Served:
-    """`server` (made and closed here) on a thread: `url`, `port`."""
-
-    def __init__(self, server):
-        self.server, self.port = server, server.effective_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=server.run, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
 def serve():
     started = []
 
-    def start(app, plain_waitress: bool = False, **options) -> Served:
+    def start(app, plain_waitress: bool = False, **options) -> RunningServer:
         if plain_waitress:  # what served result_feed before: the generator on a request thread
             import waitress
             server = waitress.create_server(app, host="127.0.0.1", port=0, asyncore_use_poll=True, **options)
         else:
             server = make_server(app, host="127.0.0.1", port=0, asyncore_use_poll=True, **options)
-        started.append(Served(server))
+        started.append(RunningServer(server))
         return started[-1]
 
     yield start
@@ -113,19 +99,10 @@ def stream_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name in ("talkinghead-viewers", "talkinghead-broadcast")]
 
 
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 @pytest.fixture
 def no_stream_threads():
     """No writer or broadcast thread left from an earlier test (its viewer gone, unnoticed until a write)."""
-    assert wait_until(lambda: not stream_threads(), 5), stream_threads()
+    assert wait_for(lambda: not stream_threads(), 5), stream_threads()
 
 
 def test_viewers_hold_no_request_thread(fake_engine, serve, no_stream_threads):
@@ -157,7 +134,7 @@ def test_each_source_streams_its_own_frames_from_one_writer(fake_engine, serve, 
     assert sorted(stream_threads()) == ["talkinghead-broadcast", "talkinghead-broadcast", "talkinghead-viewers"]
     for response in responses.values():
         response.close()
-    assert wait_until(lambda: not stream_threads(), 5), stream_threads()
+    assert wait_for(lambda: not stream_threads(), 5), stream_threads()
     assert all(feed.viewers.count == 0 for feed in feeds.values())
 
 
@@ -175,9 +152,9 @@ def test_a_sources_viewers_streams_end_when_it_is_gone_and_the_others_go_on(fake
     feeds["kept"].slot.publish(np.full((8, 8, 4), 31, np.uint8), 1.0)
     (_, payload), = readers["kept"].read(1)
     assert payload == feeds["kept"].slot.latest().png
-    assert wait_until(lambda: sorted(stream_threads()) == ["talkinghead-broadcast", "talkinghead-viewers"], 5)
+    assert wait_for(lambda: sorted(stream_threads()) == ["talkinghead-broadcast", "talkinghead-viewers"], 5)
     responses["kept"].close()
-    assert wait_until(lambda: not stream_threads(), 5), stream_threads()
+    assert wait_for(lambda: not stream_threads(), 5), stream_threads()
 
 
 def test_the_viewer_past_the_cap_gets_a_503_json_and_a_leaving_viewer_frees_its_place(fake_engine, serve):
@@ -191,7 +168,7 @@ def test_the_viewer_past_the_cap_gets_a_503_json_and_a_leaving_viewer_frees_its_
     assert message.startswith("503:") and "3 viewers" in message and "--talkinghead-max-viewers" in message
     feeds[0].close()
     # Gone when a write to it fails (a frame or two); then a new viewer is let in.
-    assert wait_until(lambda: requests.get(url, stream=True, timeout=5).status_code == 200, 5)
+    assert wait_for(lambda: requests.get(url, stream=True, timeout=5).status_code == 200, 5)
 
 
 def test_the_cap_holds_for_the_test_client_too(fake_engine):
@@ -222,8 +199,8 @@ def test_a_viewer_that_reads_nothing_is_closed_and_frees_its_place(fake_engine, 
         with socket.create_connection(("127.0.0.1", served.port)) as stuck:
             stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
             stuck.sendall(b"GET /test/feeds/noise HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
-            assert wait_until(lambda: feeds["noise"].viewers.count == 1, 5)
-            assert wait_until(lambda: feeds["noise"].viewers.count == 0, 10)
+            assert wait_for(lambda: feeds["noise"].viewers.count == 1, 5)
+            assert wait_for(lambda: feeds["noise"].viewers.count == 0, 10)
             assert feeds["noise"].viewers.count == 0
             assert requests.get(served.url + "/test/feeds/noise", stream=True, timeout=5).status_code == 200
     finally:
@@ -323,18 +300,18 @@ def test_a_real_server_answers_the_api_while_42_watch_refuses_the_43rd_and_frees
                 return api("GET", "/api/modules").ok
             except requests.RequestException:
                 return server.poll() is not None
-        assert wait_until(up, 300) and server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+        assert wait_for(up, 300) and server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
         # Warm-up: what stays once made (the classifier's thread pool), then the baseline, idle.
         assert api("POST", "/api/classify", json={"text": "I am happy"}).ok
         warm = Watchers(port, "/api/talkinghead/result_feed?format=jpeg", 1)
-        assert wait_until(lambda: warm.parts()[0] >= 3, 30)
+        assert wait_for(lambda: warm.parts()[0] >= 3, 30)
         warm.close()
-        assert wait_until(lambda: stats()["state"] == "idle" and stats()["viewers"] == 0, 30)
+        assert wait_for(lambda: stats()["state"] == "idle" and stats()["viewers"] == 0, 30)
         time.sleep(1.5)  # the stream's threads end within a keep-alive of the last viewer leaving
         before, described_before = threads_and_fds(server.pid), described(server.pid)
 
         watchers = Watchers(port, "/api/talkinghead/result_feed?format=jpeg", 42)
-        assert wait_until(lambda: min(watchers.parts()) >= 3, 60), watchers.parts()
+        assert wait_for(lambda: min(watchers.parts()) >= 3, 60), watchers.parts()
         assert {entry[0][:15] for entry in watchers.seen.values()} == {b"HTTP/1.1 200 OK"}
         during = threads_and_fds(server.pid)
         assert during[0] <= before[0] + 4, (before, during)  # no thread per viewer: the writer, one broadcast
@@ -351,8 +328,8 @@ def test_a_real_server_answers_the_api_while_42_watch_refuses_the_43rd_and_frees
         assert min(b - a for a, b in zip(parts, watchers.parts())) >= 3  # all of them still streaming
 
         watchers.close()
-        assert wait_until(lambda: stats()["viewers"] == 0 and stats()["state"] == "idle", 30)
-        assert wait_until(lambda: not_above(threads_and_fds(server.pid), before), 15), \
+        assert wait_for(lambda: stats()["viewers"] == 0 and stats()["state"] == "idle", 30)
+        assert wait_for(lambda: not_above(threads_and_fds(server.pid), before), 15), \
             f"left: {left_over(described_before, described(server.pid))}"
     finally:
         stop_process(server)
