@@ -25,7 +25,6 @@ import os
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import requests
 from PIL import Image
 
 from bench.bench_delivery import Server
+from bench.common import keyframe_folder
 from talkinghead.stream import PartReader
 from tests.network import vmc_head_bundle
 
@@ -105,11 +105,14 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=5197)
     ap.add_argument("--vmc-port", type=int, default=39597)
     a = ap.parse_args()
+    with keyframe_folder(a.keyframes, "bench-mocap-keyframes-") as folder:
+        return measure(a, folder)
 
+
+def measure(a: argparse.Namespace, folder: Path) -> int:
     try:
         spec = f"vmc:{a.vmc_port}" if a.source == "vmc" else "ifacialmocap"
-        folder = a.keyframes or tempfile.mkdtemp(prefix="bench-mocap-keyframes-")
-        server = Server(a.port, ["--talkinghead-mocap", spec, "--talkinghead-keyframes", folder])
+        server = Server(a.port, ["--talkinghead-mocap", spec, "--talkinghead-keyframes", str(folder)])
     except SystemExit:
         print("server did not start", file=sys.stderr)
         return 1
