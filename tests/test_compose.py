@@ -8,7 +8,8 @@ import torch
 from talkinghead import pose as P
 from talkinghead.smooth.compose import Blender, compose, to_rgba_uint8
 from talkinghead.smooth.faces import FACE_BOX
-from talkinghead.smooth.keyframes import Keyframe, pixel_grid
+from talkinghead.smooth.keyframes import Keyframe
+from talkinghead.smooth.region import pixel_grid
 from talkinghead.tha3.poser import tensor_to_rgba_uint8_tensor
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from talkinghead.smooth.faces import FACE_BOX
-from talkinghead.smooth.keyframes import Keyframe, pixel_grid
-from talkinghead.smooth.region import Region
+from talkinghead.smooth.keyframes import Keyframe
+from talkinghead.smooth.region import Region, pixel_grid
 
 EditorOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # sampling map (H, W, 2), colour change, its alpha
 

@@ -10,7 +10,6 @@ lock guards the list and the points matrix; a Keyframe's arrays are never writte
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from talkinghead.smooth import interpolation
-from talkinghead.smooth.region import FILL, Region, packed_grid
+from talkinghead.smooth.region import FILL, Region, packed_grid, pixel_grid
 
 # Keyframes kept in memory: 5 MB each for the whole frame (half precision: the sampling map as each pixel's
 # offset, the colour change and its alpha), 2.7 MB in a character's region (region.py: lambda_00), so ~43 of
@@ -81,15 +80,6 @@ class Keyframe:
 
 def _grid(region: Region | None, like: np.ndarray) -> np.ndarray:
     return pixel_grid(*like.shape[:2]) if region is None else packed_grid(region)
-
-
-@functools.cache
-def pixel_grid(h: int, w: int) -> np.ndarray:
-    """Each pixel's own coordinates (x, y): where it samples with no warp. Read only."""
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    grid = np.stack([xs, ys], axis=-1)
-    grid.flags.writeable = False
-    return grid
 
 
 class KeyframeStore:

@@ -73,10 +73,6 @@ class Region:
                 bands.append((y0, y0 + TILE, x0, x1))
         return cls(tuple(bands))
 
-    @classmethod
-    def whole(cls) -> Region:
-        return cls(((0, SIZE, 0, SIZE),))
-
     @property
     def is_whole(self) -> bool:
         return self.bands == ((0, SIZE, 0, SIZE),)
@@ -163,10 +159,17 @@ def _around(tiles: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
+def pixel_grid(h: int, w: int) -> np.ndarray:
+    """Each pixel's own coordinates (x, y): where it samples with no warp. Read only."""
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    grid = np.stack([xs, ys], axis=-1)
+    grid.flags.writeable = False
+    return grid
+
+
+@functools.cache
 def packed_grid(region: Region) -> np.ndarray:
-    """Each of the region's pixels' own coordinates (x, y) in the frame, packed: where it samples with no
-    warp. Read only."""
-    xs, ys = np.meshgrid(np.arange(SIZE, dtype=np.float32), np.arange(SIZE, dtype=np.float32))
-    grid = region.pack(np.stack([xs, ys], axis=-1)).copy()
+    """pixel_grid for the region's pixels, packed. Read only."""
+    grid = region.pack(pixel_grid(SIZE, SIZE)).copy()
     grid.flags.writeable = False
     return grid
