@@ -210,7 +210,7 @@ def main() -> int:
 
     classifier = load_classifier()
     poser = Poser.load(weights.MODELS_DIR, "separable_float", "cpu")
-    smooth.apply_backend(poser, args.backend, threads=args.threads or smooth.SMOOTH_BACKEND_THREADS)
+    smooth.apply_backend(poser, args.backend, threads=args.threads)
     backend = backends.active_backend(poser)
     character = load_character(weights.DEFAULT_CHARACTER.read_bytes())
     other = load_character((weights.IMAGES_DIR / "lambda_01.png").read_bytes())

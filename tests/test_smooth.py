@@ -362,7 +362,7 @@ def test_smooth_backend_threads_are_created_at_the_workers_priority(monkeypatch)
     caller_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     poser = object()
     assert smooth.apply_backend(poser, "openvino") is poser
-    assert seen == {"nice": min(caller_nice + smooth.WORKER_NICENESS, 19), "threads": smooth.SMOOTH_BACKEND_THREADS}
+    assert seen == {"nice": min(caller_nice + smooth.WORKER_NICENESS, 19), "threads": smooth.smooth_backend_threads()}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller_nice  # the caller keeps its own
 
     def failing(poser, name, *, threads):

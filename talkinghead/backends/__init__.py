@@ -14,7 +14,7 @@ import importlib
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -120,9 +120,11 @@ def example_inputs(name: str) -> tuple[Tensor, ...]:
 
 
 def apply_backend(poser, backend: str = "auto", *, cache_dir: Path | str = DEFAULT_CACHE_DIR,
-                  keep_in_torch: Sequence[str] = KEEP_IN_TORCH, threads: int | None = None):
+                  keep_in_torch: Sequence[str] = KEEP_IN_TORCH, threads: int | Mapping[str, int] | None = None):
     """Run the poser's networks on `backend` (resolved for poser.device): replaces the entries of
     `poser.networks` (name -> nn.Module) in place, except `keep_in_torch`, and returns the poser.
+    `threads`: per network (one count for all, or network name -> count; a network not named, and None,
+    take default_threads()).
 
     All networks are swapped or none. If the setup fails (export error, unwritable cache, ...), "auto"
     keeps torch and logs a warning; an explicitly named backend raises BackendError."""
@@ -132,7 +134,8 @@ def apply_backend(poser, backend: str = "auto", *, cache_dir: Path | str = DEFAU
     variant = getattr(poser, "variant", None) or "unknown"
     try:
         wrapped = {name: wrap_network(module, example_inputs(name), chosen, name=name, variant=variant,
-                                      cache_dir=cache_dir, threads=threads)
+                                      cache_dir=cache_dir,
+                                      threads=threads.get(name) if isinstance(threads, Mapping) else threads)
                    for name, module in poser.networks.items()
                    if name not in keep_in_torch and not isinstance(module, BackendNetwork)}
     except Exception as e:  # noqa: BLE001 - exporters and backends fail in many ways

@@ -37,10 +37,10 @@ from talkinghead.smooth.faces import FACE_BOX, FACE_STEPS, VOWEL_STEPS, VOWELS, 
 from talkinghead.smooth.keyframes import Keyframe, KeyframeStore
 from talkinghead.smooth.schedule import KEYFRAME_LOOKAHEAD, MAX_ERROR, Animation, WorkScheduler
 from talkinghead.smooth.source import SmoothSource
-from talkinghead.smooth.threads import SMOOTH_BACKEND_THREADS, WORKER_NICENESS, apply_backend
+from talkinghead.smooth.threads import WORKER_NICENESS, apply_backend, smooth_backend_threads
 from talkinghead.turns import PoserLocks
 
 __all__ = ["ANY", "NETWORKS", "Cancellation", "PoserLocks", "Blender", "compose", "KeyframeDisk", "FACE_BOX",
            "FACE_STEPS", "VOWEL_STEPS", "VOWELS", "FaceCache", "face_key", "quantize_face", "Keyframe",
            "KeyframeStore", "KEYFRAME_LOOKAHEAD", "MAX_ERROR", "Animation", "WorkScheduler", "SmoothSource",
-           "SMOOTH_BACKEND_THREADS", "WORKER_NICENESS", "apply_backend"]
+           "WORKER_NICENESS", "apply_backend", "smooth_backend_threads"]
