@@ -67,6 +67,11 @@ class PoseOverride:
         with self._lock:
             return self._replaced
 
+    def driving(self, t: float) -> bool:
+        """Whether a source drives the pose at t (the smooth stream then fills in where it went lately)."""
+        source = self._source
+        return source is not None and source.override_at(t) is not None
+
     def apply(self, t: float, pose: np.ndarray, *, resting: bool = False) -> np.ndarray:
         """The animator's `pose` at t under the override. resting: with the capture's resting face (its mouth
         closed and eyes open), as the animator's resting pose has it."""

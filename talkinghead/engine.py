@@ -71,6 +71,7 @@ class TalkingHead:
         self.viewers = Viewers(on_change=self.run_state.viewers_changed)
         self.source = SmoothSource(poser, self._pose_at, self._generation, self._fps, self._clock,
                                    base_pose_at=self._base_pose_at, urgent=self._urgent_generation,
+                                   live=self.capture.driving,
                                    locks=self._poser_lock, disk=self.shared.keyframe_disk) \
             if self.shared.smooth else None
         self.renderer = Renderer(self._render_frame, fps=self._fps, clock=self._clock)

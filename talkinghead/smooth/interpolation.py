@@ -119,3 +119,21 @@ def _limit_spread(w: np.ndarray, positive: np.ndarray) -> np.ndarray:
         return w
     a = (MAX_SPREAD - 1.0) / (spread - 1.0)
     return a * w + (1.0 - a) * positive
+
+
+def breathing_at(pose: np.ndarray, value: float) -> np.ndarray:
+    """A copy of the pose (float32) with breathing at `value`."""
+    pose = np.array(pose, dtype=np.float32)
+    pose[P.INDEX["breathing_index"]] = value
+    return pose
+
+
+def unbreathing_point(pose: np.ndarray) -> np.ndarray:
+    """The pose's point with breathing left out: a keyframe's breathing is put at an end of a breath anyway
+    (schedule.py), so only the rest of a motion decides how far one keyframe reaches."""
+    return point(breathing_at(pose, 0.0))
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two poses are in the keyframe space, breathing left out."""
+    return float(np.linalg.norm(unbreathing_point(a) - unbreathing_point(b)))

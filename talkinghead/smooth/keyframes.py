@@ -92,6 +92,7 @@ class KeyframeStore:
         self._points = np.zeros((0, interpolation.DIMENSIONS))
         self._uses = itertools.count(1)  # a use counter as the LRU clock: frames mark what they blend
         self.evicted = 0
+        self.changes = 0  # counts every change of the keyframes kept (for caches of their blends' errors)
 
     def blend(self, base_pose: np.ndarray, mark_used: bool = False) -> tuple[list[tuple[Keyframe, float]], float]:
         """The keyframes and weights for a frame at this (resting-face) pose, and the estimated error
@@ -136,6 +137,7 @@ class KeyframeStore:
                 self._keyframes.remove(oldest)
                 evicted.append(oldest)
             self.evicted += len(evicted)
+            self.changes += 1
             self._points = np.array([k.point for k in self._keyframes])
             return evicted
 
@@ -143,11 +145,13 @@ class KeyframeStore:
         """Every keyframe packed in `region` (its region grew)."""
         with self._lock:
             self._keyframes = [k.in_region(region) for k in self._keyframes]
+            self.changes += 1
 
     def clear(self) -> None:
         with self._lock:
             self._keyframes = []
             self._points = np.zeros((0, interpolation.DIMENSIONS))
+            self.changes += 1
 
     @property
     def nbytes(self) -> int:

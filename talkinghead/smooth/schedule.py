@@ -6,6 +6,8 @@
   as far as one keyframe can serve (SPAN), so a head turn gets a keyframe every gap or so and a resting
   head two (one per end of a breath). Poses already covered cost nothing: the idle sway, talking and an
   emotion seen before are served from the store.
+* Under a **face capture** the coming frames are the latest capture pose, held; while the head moves, the
+  keyframe worker fills in the poses shown lately instead (live.py).
 * The **face worker** makes the faces of the coming frame ticks, first those of the next second, then further
   ahead, then the mouth shapes talking will need. After a command (an event) it makes the new future's
   first face while the keyframe worker waits (a "rush"): both on the cores would halve its speed.
@@ -28,6 +30,7 @@ from talkinghead import pose as P
 from talkinghead.smooth import interpolation
 from talkinghead.smooth.faces import VOWEL_STEPS, VOWELS, FaceCache, face_key
 from talkinghead.smooth.keyframes import KeyframeStore
+from talkinghead.smooth.live import ShownPoses
 from talkinghead.smooth.threads import lower_priority, one_torch_thread
 
 log = logging.getLogger(__name__)
@@ -63,13 +66,16 @@ class Animation:
     base_pose_at(t): the same with its resting face (no blink, the emotion's mouth), which keyframes are
     rendered and looked up with (None: pose_at); generation(): a number that changes whenever the future
     changes, so work planned for the old one is planned again; urgent(): a number that changes on commands
-    (set_emotion, talking, ...), whose first face is rushed (None: generation)."""
+    (set_emotion, talking, ...), whose first face is rushed (None: generation); live(t): whether the pose at t
+    follows a live source (a face capture) whose future is its latest pose held, not known ahead (live.py;
+    None: never)."""
     pose_at: Callable[[float], np.ndarray]
     generation: Callable[[], int]
     fps: Callable[[], float]
     clock: Callable[[], float] = time.monotonic
     base_pose_at: Callable[[float], np.ndarray] | None = None
     urgent: Callable[[], int] | None = None
+    live: Callable[[float], bool] | None = None
 
     def __post_init__(self):
         if self.base_pose_at is None:
@@ -112,6 +118,7 @@ class WorkScheduler:
         # served by the store (it only gets better until a keyframe is evicted or the future changes).
         self._covered: tuple[tuple, int] = ((), 0)
         self.covered_until = -math.inf  # the frame time up to which coming frames are served
+        self.shown = ShownPoses(MOVING)  # the poses a capture showed lately (the frame thread adds them)
         self._threads: list[threading.Thread] = []
         self._paused = False
         self._closed = False
@@ -240,7 +247,10 @@ class WorkScheduler:
         """One keyframe where the coming frames need one (next_keyframe), if any."""
         if self.rush or self.urgent_seen != self.animation.urgent():
             return False  # a command: its first face comes first (both workers on the cores would halve its speed)
-        planned = self._plan_keyframe(self.animation.clock())
+        now = self.animation.clock()
+        planned = self._plan_keyframe(now)
+        if self.animation.live is not None and self.animation.live(now):
+            planned = self._plan_live(now, planned)
         if planned is None:
             return False
         keyframe, needing = planned
@@ -298,29 +308,42 @@ class WorkScheduler:
         self.covered_until = tick * step
         return None
 
+    def _plan_live(self, now: float, planned: tuple[np.ndarray, np.ndarray] | None
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Under a face capture (live.py): while the head moves, the pose shown lately that the store serves
+        worst, unless the live pose is served worse; while it rests, the plan's (the live pose)."""
+        command = self.animation.urgent()
+        if planned is not None and not self.shown.moving(now, command):
+            return planned
+        worst = self.shown.worst(self.keyframes, (self._character(), self.keyframes.changes), now, command,
+                                 MAX_ERROR)
+        if worst is None or (planned is not None and self.keyframes.error(planned[1]) >= worst.error):
+            return planned
+        return self._breath_end(worst.pose), worst.pose
+
     def _needs_keyframe(self, pose: np.ndarray, previous: np.ndarray | None, step: float) -> bool:
         """Whether the frame at `pose` would be served worse than MAX_ERROR. A frame in a move (faster than
         MOVING) is served by keyframes at either end of a breath: a breath during a head turn does not show,
         and keyframes along a move are then made once, not once per end of a breath."""
         if self.keyframes.error(pose) <= MAX_ERROR:
             return False
-        if previous is None or _distance(pose, previous) < MOVING * step:
+        if previous is None or interpolation.distance(pose, previous) < MOVING * step:
             return True
-        return all(self.keyframes.error(_breathing_at(pose, end)) > MAX_ERROR for end in (0.0, 1.0))
+        return all(self.keyframes.error(interpolation.breathing_at(pose, end)) > MAX_ERROR for end in (0.0, 1.0))
 
     def _reach(self, pose: np.ndarray, previous: np.ndarray | None, tick: int, last_tick: int,
                step: float) -> np.ndarray:
         """The furthest coming pose, from `pose` on, within SPAN of where coverage ends (`previous`, the last
         served pose; else `pose`) and with the motion between within BEND of the straight line to it: one
         keyframe there serves the whole stretch."""
-        start = _unbreathing_point(previous if previous is not None else pose)
+        start = interpolation.unbreathing_point(previous if previous is not None else pose)
         chosen, between = pose, []
         for later in range(tick + 1, min(last_tick, tick + 2 * int(1.0 / step)) + 1):
             candidate = self.animation.base_pose_at(later * step)
-            end = _unbreathing_point(candidate)
+            end = interpolation.unbreathing_point(candidate)
             if np.linalg.norm(end - start) > SPAN or any(_off_line(p, start, end) > BEND for p in between):
                 break
-            between.append(_unbreathing_point(chosen))
+            between.append(interpolation.unbreathing_point(chosen))
             chosen = candidate
         return chosen
 
@@ -328,26 +351,9 @@ class WorkScheduler:
         """The pose with breathing at the nearer end of a breath (in or out), or the other end when the
         store has the nearer one already."""
         breathing = P.INDEX["breathing_index"]
-        ends = [_breathing_at(pose, value) for value in sorted((0.0, 1.0), key=lambda v: abs(v - pose[breathing]))]
+        ends = [interpolation.breathing_at(pose, value)
+                for value in sorted((0.0, 1.0), key=lambda v: abs(v - pose[breathing]))]
         return ends[0] if self.keyframes.error(ends[0]) > 0.0 else ends[1]
-
-
-def _breathing_at(pose: np.ndarray, value: float) -> np.ndarray:
-    """A copy of the pose with breathing at `value`."""
-    pose = np.array(pose, dtype=np.float32)
-    pose[P.INDEX["breathing_index"]] = value
-    return pose
-
-
-def _distance(a: np.ndarray, b: np.ndarray) -> float:
-    """How far apart two poses are in the keyframe space, breathing left out."""
-    return float(np.linalg.norm(_unbreathing_point(a) - _unbreathing_point(b)))
-
-
-def _unbreathing_point(pose: np.ndarray) -> np.ndarray:
-    """The pose's point in the keyframe space with breathing left out: a keyframe's breathing is put at an end
-    of a breath anyway (_breath_end), so only the rest of the motion decides how far one reaches."""
-    return interpolation.point(_breathing_at(pose, 0.0))
 
 
 def _off_line(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

@@ -53,11 +53,12 @@ class SmoothSource:
     def __init__(self, poser, pose_at: Callable[[float], np.ndarray], generation: Callable[[], int],
                  fps: Callable[[], float], clock: Callable[[], float] = time.monotonic, *,
                  base_pose_at: Callable[[float], np.ndarray] | None = None,
-                 urgent: Callable[[], int] | None = None, locks: PoserLocks | None = None,
+                 urgent: Callable[[], int] | None = None, live: Callable[[float], bool] | None = None,
+                 locks: PoserLocks | None = None,
                  face_lookahead: float = 3.0, max_faces: int = 400, max_keyframe_bytes: int = DEFAULT_MAX_BYTES,
                  disk=None):
         self.poser = poser
-        self.animation = Animation(pose_at, generation, fps, clock, base_pose_at, urgent)
+        self.animation = Animation(pose_at, generation, fps, clock, base_pose_at, urgent, live)
         self._lock = threading.Condition()
         self._locks = locks or PoserLocks()  # shared with whoever else runs the poser
         self.faces = FaceCache(max_faces)
@@ -167,6 +168,7 @@ class SmoothSource:
             self._eyebrows.clear()
             self._made.clear()
             self.keyframes.clear()
+            self.scheduler.shown.clear()
             self._last_face = None
             character_key = self._character_key = (self.disk.key(self._placeholder)
                                                     if self.disk is not None and self._placeholder is not None
@@ -213,12 +215,15 @@ class SmoothSource:
         generation = self.animation.generation()
         version = self._image_version
         pose = self.animation.pose_at(t)
-        used, error = self.keyframes.blend(self.animation.base_pose_at(t), mark_used=True)
+        base_pose = self.animation.base_pose_at(t)
+        if self.animation.live is not None and self.animation.live(t):
+            self.scheduler.shown.add(t, self.animation.urgent(), base_pose)  # where the keyframes may go next
+        used, error = self.keyframes.blend(base_pose, mark_used=True)
         if not used:  # nothing to interpolate from yet (start, new character)
             placeholder = self._placeholder_frame(pose, generation, version)
             if placeholder is not None:
                 return placeholder
-            keyframe = self._render_keyframe(self.animation.base_pose_at(t), future=None)  # no worker: now
+            keyframe = self._render_keyframe(base_pose, future=None)  # no worker: now
             self._store(keyframe)
             used, error = [(keyframe, 1.0)], 0.0
         with self._lock:
