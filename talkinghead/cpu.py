@@ -1,7 +1,7 @@
 """Where the server's CPU goes, by thread: the frame thread, the two smooth-stream workers, the viewers'
-threads (one per watched stream encoding its frames, one writing them to every viewer), the HTTP request
-threads, and the rest (the backend's own inference threads, the HTTP server's loop, Python's). For /stats and
-the benchmarks: a figure to cut from needs to say whose it is."""
+threads (one per watched stream encoding its frames, one writing them to every viewer), the exact stills'
+thread, the HTTP request threads, and the rest (the backend's own inference threads, the HTTP server's loop,
+Python's). For /stats and the benchmarks: a figure to cut from needs to say whose it is."""
 from __future__ import annotations
 
 import threading
@@ -13,7 +13,8 @@ import psutil
 # request threads.
 _GROUPS = (("talkinghead-render", "frame thread"), ("talkinghead-keyframes", "keyframe worker"),
            ("talkinghead-faces", "face worker"), ("talkinghead-broadcast", "viewers: encoding"),
-           ("talkinghead-viewers", "viewers: sending"), ("waitress", "HTTP threads"))
+           ("talkinghead-viewers", "viewers: sending"), ("talkinghead-still", "exact stills"),
+           ("waitress", "HTTP threads"))
 
 
 def cpu_seconds_by_thread() -> dict[str, float]:

@@ -189,9 +189,13 @@ class TalkingHead:
 
     # -- queries -----------------------------------------------------------------------------------------
     def render_still(self, pose: np.ndarray) -> bytes:
-        """The exact PNG of the current character in `pose` (no cache, no approximation). With a smooth
-        stream the still takes the cores: the workers' runs in progress stop (a keyframe or a face is made
-        again later; the stream goes on from the keyframes it has) and start again after it."""
+        """The exact PNG of the current character in `pose` (no cache, no approximation), rendered on the
+        server's stills thread (shared.py says why). With a smooth stream the still takes the cores: the
+        workers' runs in progress stop (a keyframe or a face is made again later; the stream goes on from the
+        keyframes it has) and start again after it."""
+        return self.shared.stills.submit(self._render_still, pose).result()
+
+    def _render_still(self, pose: np.ndarray) -> bytes:
         with (self.source.workers_held() if self.source else contextlib.nullcontext()), self._poser_lock:
             rgba = self.poser.render(pose)
         memory.release_free_memory()  # an exact render's temporaries are ~200 MB; see talkinghead/memory.py

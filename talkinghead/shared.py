@@ -5,14 +5,16 @@ own image and caches, on the very same modules (no copy of the weights). The tur
 worker pool's two lanes: at most one face job and one keyframe job run at once, whichever avatars they are
 for, handed out round-robin among the avatars whose workers wait (those with viewers: an unwatched avatar's
 workers are paused). Also shared: smooth (CPU) or exact frames, idle_after, where keyframes are kept on disk,
-the clock, the user's saved templates, the character a new avatar starts with, and what stats say of it all.
+the clock, the user's saved templates, the character a new avatar starts with, what stats say of it all, and
+the one thread exact stills are rendered on.
 
 Threads: set up once at start (and `use_template_store`, `default_character` by the first avatar's setup);
-read by every avatar after that.
+read by every avatar after that. `stills` runs one still at a time, for any HTTP thread.
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -40,6 +42,11 @@ class SharedEngine:
         self.clock = clock
         self.template_store = None  # talkinghead.user_templates.TemplateStore: the user's saved templates
         self.default_character: np.ndarray | None = None  # what a new avatar shows until it gets its own
+        # Exact stills (/render, sprite exports) are rendered on this one thread, whichever HTTP thread asked:
+        # a still's ~200 MB of temporaries then stay in one allocator arena, which the next still reuses. Run
+        # on each HTTP thread, every thread that served one kept its own until the next trim (memory.py): a
+        # burst of six stills raised the server's RSS by ~190 MB, its peak to 1.52 GB.
+        self.stills = ThreadPoolExecutor(max_workers=1, thread_name_prefix="talkinghead-still")
 
     def character_poser(self):
         """A poser for one more character on the shared networks."""

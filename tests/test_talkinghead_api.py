@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -195,6 +196,26 @@ def test_emotions_lists_the_28_templates(client):
     templates = client.get("/api/talkinghead/emotions").get_json()
     assert len(templates) == 28 and templates["neutral"] == {}
     assert all(isinstance(v, float) for t in templates.values() for v in t.values())
+
+
+def test_stills_asked_at_once_from_many_connections_all_come_back_from_one_thread(app, fake_engine,
+                                                                                   live_server_factory):
+    """Stills are rendered on the server's one stills thread (their temporaries stay in one allocator arena):
+    requests that come together each get their own exact PNG, and /stats counts that thread's CPU."""
+    server = live_server_factory(app)
+    mouths = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # the fake poser brightens the image with the mouth
+
+    def still(mouth: float) -> bytes:
+        response = requests.post(server.url + "/api/talkinghead/render", json={"pose": {"mouth_aaa_index": mouth}},
+                                 timeout=30)
+        assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+        return response.content
+
+    with ThreadPoolExecutor(len(mouths)) as pool:
+        together = list(pool.map(still, mouths))
+    assert together == [still(mouth) for mouth in mouths]  # each its own pose, the same as asked one by one
+    assert len(set(together)) == len(mouths)
+    assert "exact stills" in requests.get(server.url + "/api/talkinghead/stats", timeout=10).json()["cpu_seconds"]
 
 
 def test_stats_reports_rendering(client, fake_engine):
