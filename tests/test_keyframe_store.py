@@ -7,7 +7,9 @@ import pytest
 
 from talkinghead import pose as P
 from talkinghead.smooth import interpolation
+from talkinghead.smooth.compose import Blender
 from talkinghead.smooth.keyframes import Keyframe, KeyframeStore
+from talkinghead.smooth.region import pixel_grid
 
 HEAD_Y, NECK_Z, BREATHING = (P.INDEX[n] for n in ("head_y_index", "neck_z_index", "breathing_index"))
 GAP_Y = interpolation.GAP[HEAD_Y - P.ROTATION.start]
@@ -110,3 +112,28 @@ def test_the_least_recently_used_keyframes_go_when_memory_runs_out():
 def test_no_keyframe_no_blend():
     used, error = KeyframeStore().blend(pose())
     assert used == [] and error == float("inf")
+
+
+def test_the_first_keyframe_of_a_new_face_moves_its_frames_as_the_other_keyframes_do():
+    """The first keyframe of a new emotion serves its frames alone until the second is made: those frames
+    borrow the motion of the other keyframes' blends (warp only), so they follow the pose instead of standing
+    still, and keep the new keyframe's colour."""
+    smile = 1.0
+    store = KeyframeStore()
+    for head_y in (0.0, 0.1, 0.2, 0.3, 0.4):  # the old face's keyframes: its warp offset is 2.5 × head_y
+        for breathing in (0.0, 1.0):
+            store.add(keyframe(pose(head_y, breathing=breathing), value=2.5 * head_y))
+    new_face = keyframe(pose(0.2, smile=smile), value=0.5)
+    new_face.color[:] = 3.0  # its own colour change
+    store.add(new_face)
+    used, motion, _ = store.frame_blend(pose(0.3, smile=smile), mark_used=False)
+    assert [k for k, _ in used] == [new_face]
+    assert sum(w for _, w in motion) == pytest.approx(0.0, abs=1e-6) and motion
+    grid, color, _ = Blender().outputs(used, motion)
+    assert np.allclose(grid - pixel_grid(2, 2), 0.75, atol=0.01)  # the warp of head_y 0.3: moved on from 0.5
+    assert np.allclose(color, 3.0)  # the new face's colour change alone
+    _, motion, error = store.frame_blend(pose(0.2, smile=smile), mark_used=False)
+    assert motion == [] and error == 0.0  # at its own pose: the exact keyframe
+    store.add(keyframe(pose(0.4, smile=smile), value=1.0))  # its second keyframe: they blend as usual
+    used, motion, _ = store.frame_blend(pose(0.3, smile=smile), mark_used=False)
+    assert motion == [] and len(used) == 2

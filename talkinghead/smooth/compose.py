@@ -106,16 +106,22 @@ class Blender:
     def __init__(self):
         self._float: collections.OrderedDict[Keyframe, EditorOutputs] = collections.OrderedDict()
 
-    def outputs(self, used: list[tuple[Keyframe, float]]) -> EditorOutputs:
+    def outputs(self, used: list[tuple[Keyframe, float]],
+                motion: list[tuple[Keyframe, float]] = ()) -> EditorOutputs:
         """The blended outputs. Weights may be negative (a pose beyond its keyframes): the warp follows them,
         but the colour change and its alpha take only the positive ones (renormalised) — extrapolated, an
-        alpha edge leaves a ghost of itself beside the character."""
-        if len(used) == 1:
+        alpha edge leaves a ghost of itself beside the character. `motion`: weights summing to 0 that move the
+        warp only (KeyframeStore.frame_blend: a lone keyframe's frame borrowing the others' motion)."""
+        if len(used) == 1 and not motion:
             return self._float_outputs(used[0][0])
         positive = [(k, w) for k, w in used if w > 0.0]
         total = sum(w for _, w in positive)
         convex = [(k, w / total) for k, w in positive]
-        return (self._blend(used, 0),) + tuple(self._blend(convex, i) for i in (1, 2))
+        if len(convex) == 1:
+            colour = self._float_outputs(convex[0][0])[1:]
+        else:
+            colour = tuple(self._blend(convex, i) for i in (1, 2))
+        return (self._blend([*used, *motion], 0), *colour)
 
     def _blend(self, used: list[tuple[Keyframe, float]], which: int) -> np.ndarray:
         (first, w0), rest = used[0], used[1:]

@@ -218,7 +218,7 @@ class SmoothSource:
         base_pose = self.animation.base_pose_at(t)
         if self.animation.live is not None and self.animation.live(t):
             self.scheduler.shown.add(t, self.animation.urgent(), base_pose)  # where the keyframes may go next
-        used, error = self.keyframes.blend(base_pose, mark_used=True)
+        used, motion, error = self.keyframes.frame_blend(base_pose)
         if not used:  # nothing to interpolate from yet (start, new character)
             placeholder = self._placeholder_frame(pose, generation, version)
             if placeholder is not None:
@@ -232,7 +232,7 @@ class SmoothSource:
         face, shown_key, stale = self._face_for(pose, t, generation)
         self.last_blend_error = error
         started = time.perf_counter()
-        sample_map, color, alpha = self._blender.outputs(used)
+        sample_map, color, alpha = self._blender.outputs(used, motion)
         self.timings["blend"] = (time.perf_counter() - started) * 1000
         meta = {"pose": pose, "generation": generation, "character": version, "stale_face": stale,
                 "face_shown": shown_key, "keyframes": [k.number for k, _ in used],
