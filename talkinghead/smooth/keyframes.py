@@ -131,9 +131,12 @@ class KeyframeStore:
         # at the frame's rotation and at the lone keyframe's: a face they cannot reproduce would leave their
         # weights the same at both. Four neighbours: each keyframe in the motion costs the frame ~1 ms.
         face = points[np.argmin(((points - self._points[lone]) ** 2).sum(axis=1)), interpolation.FACE]
-        at_frame, at_keyframe = (interpolation.blend_weights(points, np.concatenate([face, p[interpolation.FACE.stop:]]),
-                                                             neighbours=4)
-                                 for p in (target, self._points[lone]))
+
+        def with_old_face(point: np.ndarray) -> np.ndarray:
+            return np.concatenate([face, point[interpolation.FACE.stop:]])
+
+        at_frame = interpolation.blend_weights(points, with_old_face(target), neighbours=4)
+        at_keyframe = interpolation.blend_weights(points, with_old_face(self._points[lone]), neighbours=4)
         weights: dict[int, float] = {}
         for blend_, sign in ((at_frame, 1.0), (at_keyframe, -1.0)):
             for i, w in zip(blend_.indices, blend_.weights):
