@@ -194,8 +194,9 @@ def test_a_slow_viewer_over_http_is_sent_recent_frames_not_a_backlog(live_server
         pixel = np.asarray(Image.open(io.BytesIO(payload)))[0, 0]
         behind = engine.poser.renders - (int(pixel[0]) + 256 * int(pixel[1]))
         feed.close()
-        # ~16 here; with waitress's and the kernel's default queues 43 after 2 s, and growing
-        assert behind <= 30, f"the slow viewer was sent a frame {behind} frames old"
+        # ~16 here (once 42, with the whole suite's load on 2 cores); with waitress's and the kernel's default
+        # queues 43 after 2 s, growing by ~20 a second (~80 by now)
+        assert behind <= 50, f"the slow viewer was sent a frame {behind} frames old"
     finally:
         engine.close()
 
