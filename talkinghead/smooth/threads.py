@@ -27,6 +27,8 @@ def smooth_backend_threads() -> dict[str, int]:
     """Threads per network for the smooth stream's backend (see ONE_THREAD)."""
     cores = backends.default_threads()
     return {name: 1 if name in ONE_THREAD else cores for name in backends.INPUT_SHAPES}
+
+
 WORKER_NICENESS = 10  # how much nicer the workers are than the process (the frame thread keeps the process's)
 
 
@@ -52,10 +54,9 @@ def lower_priority() -> None:
 
 def apply_backend(poser, name: str = "auto", *, threads: int | dict[str, int] | None = None):
     """backends.apply_backend for the smooth stream: `threads` per network (default: smooth_backend_threads()),
-    compiled from a thread at the
-    workers' priority. OpenVINO creates its inference threads when it compiles, and a Linux thread inherits
-    the nice value of the thread that creates it; so the network runs, which do the workers' work, yield the
-    cores to the frame thread as the workers do. (Lowering the workers' own threads alone did nothing for
+    compiled from a thread at the workers' priority. OpenVINO creates its inference threads when it compiles,
+    and a Linux thread inherits the nice value of the thread that creates it; so the network runs, which do the
+    workers' work, yield the cores to the frame thread as the workers do. (Lowering the workers' own threads alone did nothing for
     them: those only wait for the backend's.) With another process keeping one of the 2 cores busy, the
     stream kept 25.0 FPS idle and talking (fewer keyframes), against 23.8 with the network threads at the
     frame thread's priority."""
