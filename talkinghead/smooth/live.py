@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from talkinghead.smooth import interpolation
-from talkinghead.smooth.keyframes import KeyframeStore
 
 # Seconds of shown poses looked at: two or three swings of a head turning back and forth.
 WINDOW = 4.0
@@ -82,11 +81,11 @@ class ShownPoses:
         travelled = interpolation.distance(recent[0].pose, recent[-1].pose)
         return travelled > self.moving_speed * max(recent[-1].t - recent[0].t, 1e-3)
 
-    def worst(self, store: KeyframeStore, store_state: object, now: float, command: int,
-              max_error: float) -> Worst | None:
-        """The shown pose of the last WINDOW seconds the store serves worst, if worse than max_error. A pose in
-        a move counts as served when a keyframe at either end of a breath serves it (as the plan's own rule:
-        a breath does not show while the head turns). store_state: changes whenever the store's keyframes do
+    def worst(self, served_error: Callable[[np.ndarray, np.ndarray | None, float], float], store_state: object,
+              now: float, command: int, max_error: float) -> Worst | None:
+        """The shown pose of the last WINDOW seconds the store serves worst, if worse than max_error.
+        served_error(pose, previous pose, seconds between): the scheduler's measure (a pose in a move counts as
+        served by a keyframe at either end of a breath). store_state: changes whenever the store's keyframes do
         (the errors are cached until then)."""
         if store_state != self._errors_for:
             self._errors, self._errors_for = {}, store_state
@@ -95,19 +94,11 @@ class ShownPoses:
         for previous, shown in zip([None, *recent], recent):
             error = self._errors.get(shown.t)
             if error is None:
-                error = self._errors[shown.t] = _error(store, shown, previous, self.moving_speed, max_error)
+                error = self._errors[shown.t] = served_error(
+                    shown.pose, None if previous is None else previous.pose,
+                    0.0 if previous is None else shown.t - previous.t)
             if error > max_error and (worst is None or error > worst.error):
                 worst = Worst(shown.pose, error)
         for t in [t for t in self._errors if t < now - WINDOW]:
             del self._errors[t]
         return worst
-
-
-def _error(store: KeyframeStore, shown: Shown, previous: Shown | None, moving_speed: float,
-           max_error: float) -> float:
-    error = store.error(shown.pose)
-    if error <= max_error or previous is None:
-        return error
-    if interpolation.distance(shown.pose, previous.pose) < moving_speed * max(shown.t - previous.t, 1e-3):
-        return error
-    return min(error, *(store.error(interpolation.breathing_at(shown.pose, end)) for end in (0.0, 1.0)))

@@ -315,21 +315,26 @@ class WorkScheduler:
         command = self.animation.urgent()
         if planned is not None and not self.shown.moving(now, command):
             return planned
-        worst = self.shown.worst(self.keyframes, (self._character(), self.keyframes.changes), now, command,
+        worst = self.shown.worst(self._served_error, (self._character(), self.keyframes.changes), now, command,
                                  MAX_ERROR)
         if worst is None or (planned is not None and self.keyframes.error(planned[1]) >= worst.error):
             return planned
         return self._breath_end(worst.pose), worst.pose
 
     def _needs_keyframe(self, pose: np.ndarray, previous: np.ndarray | None, step: float) -> bool:
-        """Whether the frame at `pose` would be served worse than MAX_ERROR. A frame in a move (faster than
-        MOVING) is served by keyframes at either end of a breath: a breath during a head turn does not show,
-        and keyframes along a move are then made once, not once per end of a breath."""
-        if self.keyframes.error(pose) <= MAX_ERROR:
-            return False
-        if previous is None or interpolation.distance(pose, previous) < MOVING * step:
-            return True
-        return all(self.keyframes.error(interpolation.breathing_at(pose, end)) > MAX_ERROR for end in (0.0, 1.0))
+        """Whether the frame at `pose` would be served worse than MAX_ERROR (see _served_error)."""
+        return self._served_error(pose, previous, step) > MAX_ERROR
+
+    def _served_error(self, pose: np.ndarray, previous: np.ndarray | None, seconds: float) -> float:
+        """How well the store serves a frame at `pose`, `seconds` after one at `previous` (None: none before):
+        its blend error (interpolation.Blend.error). A frame in a move (faster than MOVING) is served by
+        keyframes at either end of a breath, whichever serves it better: a breath during a head turn does not
+        show, and keyframes along a move are then made once, not once per end of a breath. (The error at the
+        ends is looked at only when the pose itself is served worse than MAX_ERROR.)"""
+        error = self.keyframes.error(pose)
+        if error <= MAX_ERROR or previous is None or interpolation.distance(pose, previous) < MOVING * seconds:
+            return error
+        return min(error, *(self.keyframes.error(interpolation.breathing_at(pose, end)) for end in (0.0, 1.0)))
 
     def _reach(self, pose: np.ndarray, previous: np.ndarray | None, tick: int, last_tick: int,
                step: float) -> np.ndarray:
